@@ -1,0 +1,3 @@
+//! The `forge` command.
+
+fn main() {}

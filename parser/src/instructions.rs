@@ -1,0 +1,3 @@
+//! Second parsing stage: [`Node`]s to typed instructions grouped in stages.
+
+

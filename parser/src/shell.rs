@@ -1,0 +1,1 @@
+//! Shell-word lexing and variable expansion with Dockerfile semantics.

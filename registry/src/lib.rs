@@ -1,0 +1,2 @@
+//! The OCI distribution protocol: name resolution, authentication, and
+//! pulling and pushing manifests and blobs.
