@@ -15,7 +15,7 @@ pub struct ParseError {
     pub line: usize,
     /// Column of the problem.
     pub column: usize,
-    /// What is wrong, naming the offending text.
+    /// Description of the problem, naming the offending text.
     pub message: String,
     /// How to fix it, when there is a likely fix.
     pub hint: Option<String>,
@@ -33,7 +33,7 @@ impl ParseError {
         }
     }
 
-    /// Adds a hint that tells the user how to fix the input.
+    /// Adds a hint on how to fix the input.
     #[must_use]
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -64,6 +64,6 @@ impl fmt::Display for ParseError {
 pub struct Warning {
     /// Line the warning is about (1-based).
     pub line: usize,
-    /// What is suspicious and what to do instead.
+    /// Description of the suspicious input and of what to do instead.
     pub message: String,
 }

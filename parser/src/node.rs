@@ -39,8 +39,9 @@ pub struct Heredoc {
 pub struct Node {
     /// Keyword in lower case, such as `run` or `copy`.
     pub keyword: String,
-    /// Flags before the arguments, as written (`--from=build`). A lone
-    /// `--` that ends the flags is not kept.
+    /// Flags before the arguments (`--from=build`), with shell quotes and
+    /// escapes removed as BuildKit does. A lone `--` that ends the flags is
+    /// not kept.
     pub flags: Vec<String>,
     /// Arguments, split by the rule of the keyword: exec-form elements,
     /// whitespace-separated words, one rest-of-line string, or
@@ -57,7 +58,8 @@ pub struct Node {
     pub original: String,
     /// Lines the instruction occupies.
     pub span: Span,
-    /// Comment lines directly above the instruction, without the `#`.
+    /// Comment lines since the previous instruction, without the `#`. Blank
+    /// lines do not reset them; an empty `#` line does.
     pub comments: Vec<String>,
 }
 
