@@ -1,3 +1,0 @@
-//! Second parsing stage: [`Node`]s to typed instructions grouped in stages.
-
-

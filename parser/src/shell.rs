@@ -1,1 +1,0 @@
-//! Shell-word lexing and variable expansion with Dockerfile semantics.
