@@ -1,0 +1,3 @@
+//! One module per `forge` subcommand.
+
+pub mod parse;
