@@ -1,0 +1,448 @@
+//! Compressors for writing layers, and detection of a blob's compression for reading.
+//!
+//! Gzip output is made like `pigz --independent`. The input is cut into
+//! [`GZIP_BLOCK_SIZE`] blocks at fixed offsets, and each block is deflated on
+//! its own, without the previous block as dictionary. A sync flush ends each
+//! block byte-aligned and non-final, so the blocks concatenate into one
+//! deflate stream inside a single gzip member. The blocks depend only on
+//! the input and the level, never on timing or the number of cores, so the
+//! same input always gives the same bytes.
+
+use std::collections::VecDeque;
+use std::io::{self, Cursor, Read, Write};
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use flate2::{Compress, FlushCompress};
+
+use super::{Compression, LayerError};
+
+/// Uncompressed bytes per independently deflated gzip block.
+pub(crate) const GZIP_BLOCK_SIZE: usize = 1 << 20;
+
+/// Gzip member header: magic, deflate, no flags, mtime 0, no extra flags, OS unknown.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// An empty final deflate block with fixed Huffman codes, which ends the stream.
+const DEFLATE_FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
+
+/// A compressing writer for one of the [`Compression`] kinds.
+pub(crate) enum Encoder<W: Write> {
+    Gzip(ParallelGzipEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    None(W),
+}
+
+impl<W: Write> Encoder<W> {
+    /// Creates an encoder; `level` must already be validated.
+    pub(crate) fn new(compression: Compression, level: i32, inner: W) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::Gzip => Encoder::Gzip(ParallelGzipEncoder::new(inner, level)),
+            Compression::Zstd => {
+                let mut encoder = zstd::stream::write::Encoder::new(inner, level)?;
+                encoder.include_checksum(true)?;
+                // zstd gives the same output for every worker count of 1 or
+                // more, but a different one with 0 workers, so never use 0.
+                encoder.multithread(worker_count())?;
+                Encoder::Zstd(encoder)
+            }
+            Compression::None => Encoder::None(inner),
+        })
+    }
+
+    /// Writes the end of the compressed stream and returns the inner writer.
+    pub(crate) fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Gzip(encoder) => encoder.finish(),
+            Encoder::Zstd(encoder) => encoder.finish(),
+            Encoder::None(inner) => Ok(inner),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Gzip(encoder) => encoder.write(buf),
+            Encoder::Zstd(encoder) => encoder.write(buf),
+            Encoder::None(inner) => inner.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(encoder) => encoder.flush(),
+            Encoder::Zstd(encoder) => encoder.flush(),
+            Encoder::None(inner) => inner.flush(),
+        }
+    }
+}
+
+fn worker_count() -> u32 {
+    std::thread::available_parallelism()
+        .map(|count| u32::try_from(count.get()).unwrap_or(1))
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Returns the validated level for `compression`, or its default.
+pub(crate) fn checked_level(
+    compression: Compression,
+    level: Option<i32>,
+) -> Result<i32, LayerError> {
+    let Some(level) = level else {
+        return Ok(compression.default_level());
+    };
+    let (min, max) = compression.level_range();
+    if level < min || level > max {
+        return Err(LayerError::InvalidLevel {
+            compression,
+            level,
+            min,
+            max,
+        });
+    }
+    Ok(level)
+}
+
+/// A gzip writer that deflates fixed-size blocks on a private thread pool.
+///
+/// Memory stays bounded: at most `max_pending` blocks are in flight, each at
+/// most [`GZIP_BLOCK_SIZE`] bytes plus its compressed form.
+pub(crate) struct ParallelGzipEncoder<W: Write> {
+    inner: W,
+    level: flate2::Compression,
+    block: Vec<u8>,
+    crc: flate2::Crc,
+    pending: VecDeque<Receiver<io::Result<Vec<u8>>>>,
+    max_pending: usize,
+    pool: Option<rayon::ThreadPool>,
+    header_written: bool,
+}
+
+impl<W: Write> ParallelGzipEncoder<W> {
+    fn new(inner: W, level: i32) -> Self {
+        let level = u32::try_from(level).unwrap_or(6).min(9);
+        Self {
+            inner,
+            level: flate2::Compression::new(level),
+            block: Vec::new(),
+            crc: flate2::Crc::new(),
+            pending: VecDeque::new(),
+            max_pending: 2 * worker_count() as usize,
+            pool: None,
+            header_written: false,
+        }
+    }
+
+    fn write_header(&mut self) -> io::Result<()> {
+        if !self.header_written {
+            self.inner.write_all(&GZIP_HEADER)?;
+            self.header_written = true;
+        }
+        Ok(())
+    }
+
+    /// Hands the full current block to the pool, first writing out the oldest
+    /// block when too many are in flight.
+    fn submit_block(&mut self) -> io::Result<()> {
+        while self.pending.len() >= self.max_pending {
+            self.write_oldest()?;
+        }
+
+        let block = std::mem::replace(&mut self.block, Vec::with_capacity(GZIP_BLOCK_SIZE));
+        let level = self.level;
+        let (sender, receiver) = sync_channel(1);
+        let pool = match self.pool.take() {
+            Some(pool) => pool,
+            // A private pool keeps a caller that runs on the global rayon pool
+            // from waiting on jobs queued behind itself.
+            None => rayon::ThreadPoolBuilder::new()
+                .num_threads(worker_count() as usize)
+                .thread_name(|index| format!("forge-gzip-{index}"))
+                .build()
+                .map_err(io::Error::other)?,
+        };
+        pool.spawn(move || {
+            // The receiver is gone only when the encoder was dropped mid-stream.
+            let _ = sender.send(deflate_block(&block, level));
+        });
+        self.pool = Some(pool);
+        self.pending.push_back(receiver);
+        Ok(())
+    }
+
+    fn write_oldest(&mut self) -> io::Result<()> {
+        let Some(receiver) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let compressed = receiver.recv().map_err(|_| {
+            io::Error::other("a gzip compression worker stopped without a result")
+        })??;
+        self.write_header()?;
+        self.inner.write_all(&compressed)
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        while !self.pending.is_empty() {
+            self.write_oldest()?;
+        }
+        self.write_header()?;
+
+        // The last, partial block is small enough to deflate on this thread.
+        if !self.block.is_empty() {
+            let compressed = deflate_block(&self.block, self.level)?;
+            self.inner.write_all(&compressed)?;
+        }
+        self.inner.write_all(&DEFLATE_FINAL_BLOCK)?;
+        self.inner.write_all(&self.crc.sum().to_le_bytes())?;
+        self.inner.write_all(&self.crc.amount().to_le_bytes())?;
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for ParallelGzipEncoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.block.capacity() == 0 {
+            self.block.reserve_exact(GZIP_BLOCK_SIZE);
+        }
+        let room = GZIP_BLOCK_SIZE - self.block.len();
+        let taken = buf.get(..room.min(buf.len())).unwrap_or(buf);
+        self.block.extend_from_slice(taken);
+        self.crc.update(taken);
+        if self.block.len() == GZIP_BLOCK_SIZE {
+            self.submit_block()?;
+        }
+        Ok(taken.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Flushing mid-stream would cut a block at a timing-dependent offset,
+        // so only data that is already complete is passed on.
+        self.inner.flush()
+    }
+}
+
+/// Deflates one block as raw deflate data ending in a sync flush.
+fn deflate_block(input: &[u8], level: flate2::Compression) -> io::Result<Vec<u8>> {
+    let mut compressor = Compress::new(level, false);
+    let mut output = Vec::with_capacity(input.len() / 2 + 64);
+    loop {
+        let consumed = usize::try_from(compressor.total_in()).unwrap_or(usize::MAX);
+        let rest = input.get(consumed..).unwrap_or_default();
+        if output.capacity() - output.len() < 64 {
+            output.reserve(output.capacity().max(4096));
+        }
+        compressor
+            .compress_vec(rest, &mut output, FlushCompress::Sync)
+            .map_err(io::Error::other)?;
+        // The flush is complete once all input is in and the compressor
+        // stopped with output room to spare.
+        if compressor.total_in() == input.len() as u64 && output.len() < output.capacity() {
+            return Ok(output);
+        }
+    }
+}
+
+/// Names of formats recognised by magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detected {
+    Gzip,
+    Zstd,
+    Bzip2,
+    Xz,
+    Plain,
+}
+
+fn detect(magic: &[u8]) -> Detected {
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Detected::Gzip
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Detected::Zstd
+    } else if magic.starts_with(b"BZh") {
+        Detected::Bzip2
+    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Detected::Xz
+    } else {
+        Detected::Plain
+    }
+}
+
+/// Wraps a possibly compressed reader so that it yields the uncompressed bytes.
+///
+/// The format is detected from the first bytes, never from a name: gzip
+/// (including streams of several members) and zstd are decompressed, and
+/// anything else is passed through as an uncompressed tar stream.
+///
+/// # Errors
+///
+/// [`LayerError::Read`] when the first bytes cannot be read, and
+/// [`LayerError::UnsupportedCompression`] for bzip2 and xz, which this build
+/// does not decompress.
+pub fn decompress<'a>(
+    mut reader: Box<dyn Read + Send + 'a>,
+) -> Result<Box<dyn Read + Send + 'a>, LayerError> {
+    let mut magic = [0u8; 6];
+    let mut filled = 0;
+    while filled < magic.len() {
+        let rest = magic.get_mut(filled..).unwrap_or_default();
+        match reader.read(rest) {
+            Ok(0) => break,
+            Ok(count) => filled += count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(LayerError::Read { source }),
+        }
+    }
+    let head = magic.get(..filled).unwrap_or_default().to_vec();
+    let detected = detect(&head);
+    let stream: Box<dyn Read + Send + 'a> = Box::new(Cursor::new(head).chain(reader));
+
+    match detected {
+        Detected::Gzip => Ok(Box::new(flate2::read::MultiGzDecoder::new(stream))),
+        Detected::Zstd => {
+            let decoder = zstd::stream::read::Decoder::new(stream)
+                .map_err(|source| LayerError::Read { source })?;
+            Ok(Box::new(decoder))
+        }
+        Detected::Bzip2 => Err(LayerError::UnsupportedCompression { format: "bzip2" }),
+        Detected::Xz => Err(LayerError::UnsupportedCompression { format: "xz" }),
+        Detected::Plain => Ok(stream),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed;
+        (0..len)
+            .map(|index| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // Half text-like and half noise, so both compress differently.
+                if index % 2 == 0 {
+                    b'a' + (index % 7) as u8
+                } else {
+                    (state >> 56) as u8
+                }
+            })
+            .collect()
+    }
+
+    fn gzip(input: &[u8], level: i32, chunk: usize) -> Vec<u8> {
+        let mut encoder = ParallelGzipEncoder::new(Vec::new(), level);
+        for piece in input.chunks(chunk.max(1)) {
+            encoder.write_all(piece).unwrap();
+        }
+        encoder.finish().unwrap()
+    }
+
+    fn gunzip(data: &[u8]) -> Vec<u8> {
+        let mut output = Vec::new();
+        flate2::read::GzDecoder::new(data)
+            .read_to_end(&mut output)
+            .unwrap();
+        output
+    }
+
+    #[test]
+    fn gzip_roundtrip_empty() {
+        let compressed = gzip(b"", 6, 1);
+        assert_eq!(gunzip(&compressed), b"");
+    }
+
+    #[test]
+    fn gzip_roundtrip_many_blocks() {
+        let input = pseudo_random(3 * GZIP_BLOCK_SIZE + 12345, 7);
+        let compressed = gzip(&input, 6, 100_000);
+        assert_eq!(gunzip(&compressed), input);
+    }
+
+    #[test]
+    fn gzip_roundtrip_level_zero() {
+        let input = pseudo_random(GZIP_BLOCK_SIZE + 1, 3);
+        let compressed = gzip(&input, 0, 4096);
+        assert_eq!(gunzip(&compressed), input);
+    }
+
+    #[test]
+    fn gzip_output_independent_of_write_sizes() {
+        let input = pseudo_random(2 * GZIP_BLOCK_SIZE + 99, 11);
+        let small_writes = gzip(&input, 6, 777);
+        let large_writes = gzip(&input, 6, 5 * GZIP_BLOCK_SIZE);
+        assert_eq!(small_writes, large_writes);
+    }
+
+    #[test]
+    fn gzip_is_single_member() {
+        let input = pseudo_random(2 * GZIP_BLOCK_SIZE, 5);
+        let compressed = gzip(&input, 6, 65536);
+        let mut decoder = flate2::read::GzDecoder::new(&compressed[..]);
+        let mut output = Vec::new();
+        decoder.read_to_end(&mut output).unwrap();
+        // A single-member reader stops at the end of the first member.
+        assert_eq!(output.len(), input.len());
+    }
+
+    #[test]
+    fn zstd_output_independent_of_workers() {
+        let input = pseudo_random(3 * 1024 * 1024, 9);
+        let compress = |workers: u32| {
+            let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+            encoder.include_checksum(true).unwrap();
+            encoder.multithread(workers).unwrap();
+            encoder.write_all(&input).unwrap();
+            encoder.finish().unwrap()
+        };
+        assert_eq!(compress(1), compress(4));
+    }
+
+    #[test]
+    fn level_out_of_range_rejected() {
+        let error = checked_level(Compression::Gzip, Some(10)).unwrap_err();
+        assert!(matches!(error, LayerError::InvalidLevel { level: 10, .. }));
+    }
+
+    #[test]
+    fn level_default_used() {
+        assert_eq!(checked_level(Compression::Zstd, None).unwrap(), 3);
+    }
+
+    #[test]
+    fn decompress_detects_formats() {
+        let input = pseudo_random(10_000, 1);
+        let gzipped = gzip(&input, 6, 1000);
+        let zstded = zstd::encode_all(&input[..], 3).unwrap();
+
+        for data in [gzipped, zstded, input.clone()] {
+            let mut reader = decompress(Box::new(Cursor::new(data))).unwrap();
+            let mut output = Vec::new();
+            reader.read_to_end(&mut output).unwrap();
+            assert_eq!(output, input);
+        }
+    }
+
+    #[test]
+    fn decompress_short_input_is_plain() {
+        let mut reader = decompress(Box::new(Cursor::new(b"ab".to_vec()))).unwrap();
+        let mut output = Vec::new();
+        reader.read_to_end(&mut output).unwrap();
+        assert_eq!(output, b"ab");
+    }
+
+    #[test]
+    fn decompress_rejects_xz_and_bzip2() {
+        let xz = decompress(Box::new(Cursor::new(b"\xfd7zXZ\x00rest".to_vec())));
+        assert!(matches!(
+            xz,
+            Err(LayerError::UnsupportedCompression { format: "xz" })
+        ));
+        let bzip2 = decompress(Box::new(Cursor::new(b"BZh91AY".to_vec())));
+        assert!(matches!(
+            bzip2,
+            Err(LayerError::UnsupportedCompression { format: "bzip2" })
+        ));
+    }
+}

@@ -1,0 +1,184 @@
+//! Unpacked layers by diff id under `forge/unpacked/HEX/`, the lower
+//! directories of the RUN sandbox's overlay.
+//!
+//! A layer is extracted into a folder under `forge/tmp/` and renamed into
+//! place, so a folder under `forge/unpacked/` is always complete. One
+//! exclusive lock per layer keeps two builds from extracting it twice.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, Digest};
+use sha2::{Digest as _, Sha256};
+
+use super::Store;
+use super::blobs::{digest_of, reader_error, sha256_hex};
+use super::error::{Result, StoreError};
+use super::lock::{FileLock, LockMode};
+use super::root::sync_parent;
+use crate::layer;
+
+impl Store {
+    /// Returns the folder of the unpacked layer with `diff_id`, or `None`
+    /// when it has not been unpacked.
+    pub fn unpacked_dir(&self, diff_id: &Digest) -> Option<PathBuf> {
+        let path = self.unpacked_root().join(sha256_hex(diff_id).ok()?);
+        path.is_dir().then_some(path)
+    }
+
+    /// Returns the unpacked folder of `layer`, extracting the blob first if
+    /// no folder exists for `diff_id`.
+    ///
+    /// The caller should hold a [`super::StoreLease`] for as long as it
+    /// uses the folder, so that `prune` does not remove it meanwhile.
+    ///
+    /// NOTE: [`layer::extract`] applies whiteouts to the content below and
+    /// creates no marker, so a layer unpacked alone into an empty folder
+    /// loses its deletions. An overlay that stacks these folders as lower
+    /// layers therefore still shows files that an upper layer deleted.
+    ///
+    /// # Errors
+    /// [`StoreError::BlobNotFound`] when the layer blob is missing;
+    /// [`StoreError::Unpack`] when extraction fails;
+    /// [`StoreError::BlobCorrupt`] or [`StoreError::DiffIdMismatch`] when
+    /// the content does not match its digests. No folder is left in place
+    /// on failure.
+    pub fn ensure_unpacked(&self, layer: &Descriptor, diff_id: &Digest) -> Result<PathBuf> {
+        let hex = sha256_hex(diff_id)?.to_string();
+        let target = self.unpacked_root().join(&hex);
+        if target.is_dir() {
+            return Ok(target);
+        }
+
+        let _store_lock = self.lock_store(LockMode::Shared)?;
+        let _layer_lock = FileLock::acquire(&self.unpack_lock_path(&hex), LockMode::Exclusive)?;
+        if target.is_dir() {
+            return Ok(target);
+        }
+        if !self.has_blob(layer.digest()) {
+            return Err(StoreError::BlobNotFound {
+                digest: layer.digest().to_string(),
+                path: self.blob_path(layer.digest())?,
+            });
+        }
+
+        let temp = self.create_temp_dir("unpack")?;
+        let result = self
+            .extract_layer(layer, diff_id, &temp)
+            .and_then(|()| {
+                fs::rename(&temp, &target)
+                    .map_err(|source| StoreError::io("rename into place", &target, source))
+            })
+            .and_then(|()| sync_parent(&target));
+        if let Err(error) = result {
+            if let Err(cleanup) = fs::remove_dir_all(&temp)
+                && cleanup.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %temp.display(), %cleanup, "cannot remove a failed unpack");
+            }
+            return Err(error);
+        }
+        tracing::debug!(digest = %layer.digest(), %diff_id, "layer unpacked");
+        Ok(target)
+    }
+
+    /// Moves `dir`, a complete tree of the layer with `diff_id`, into place
+    /// as its unpacked form. The builder uses this for the upper folder of
+    /// a step it has just turned into a layer. `dir` must be on the store's
+    /// file system, for example a folder from [`Store::create_work_dir`].
+    /// When the layer is already unpacked, `dir` is left untouched.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the rename fails.
+    pub fn adopt_unpacked(&self, diff_id: &Digest, dir: &Path) -> Result<PathBuf> {
+        let hex = sha256_hex(diff_id)?.to_string();
+        let target = self.unpacked_root().join(&hex);
+        let _store_lock = self.lock_store(LockMode::Shared)?;
+        let _layer_lock = FileLock::acquire(&self.unpack_lock_path(&hex), LockMode::Exclusive)?;
+        if target.is_dir() {
+            return Ok(target);
+        }
+        fs::rename(dir, &target)
+            .map_err(|source| StoreError::io("rename into place", &target, source))?;
+        sync_parent(&target)?;
+        Ok(target)
+    }
+
+    /// Creates an empty folder under `forge/tmp/` on the store's file
+    /// system. `prune` and `check --repair` remove it unless the caller
+    /// keeps a [`super::StoreLease`] or moves it away first.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the folder cannot be created.
+    pub fn create_work_dir(&self) -> Result<PathBuf> {
+        self.create_temp_dir("work")
+    }
+
+    pub(crate) fn unpack_lock_path(&self, hex: &str) -> PathBuf {
+        self.locks_dir().join(format!("unpack-{hex}.lock"))
+    }
+
+    /// Extracts the layer blob into `dest` and checks both the blob digest
+    /// and the diff id of the uncompressed stream.
+    fn extract_layer(&self, layer: &Descriptor, diff_id: &Digest, dest: &Path) -> Result<()> {
+        let digest = layer.digest();
+        let unpack_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Unpack {
+            digest: digest.to_string(),
+            path: dest.to_path_buf(),
+            source,
+        };
+
+        let mut blob = self.open_descriptor(layer)?;
+        let blob_path = blob.path().to_path_buf();
+        let actual_diff_id = {
+            let stream = layer::decompress(Box::new(&mut blob))
+                .map_err(|error| unpack_error(Box::new(error)))?;
+            let mut tar = HashingReader::new(stream);
+            layer::extract(&mut tar, dest, &layer::ExtractOptions::default())
+                .map_err(|error| unpack_error(Box::new(error)))?;
+            // The tar reader may stop at the end-of-archive blocks; the
+            // rest of the stream still counts toward the diff id.
+            io::copy(&mut tar, &mut io::sink()).map_err(|error| reader_error(error, &blob_path))?;
+            tar.finish()
+        };
+        // Reading the blob to its end makes the reader check its digest.
+        io::copy(&mut blob, &mut io::sink()).map_err(|error| reader_error(error, &blob_path))?;
+
+        if &actual_diff_id != diff_id {
+            return Err(StoreError::DiffIdMismatch {
+                digest: digest.to_string(),
+                expected: diff_id.to_string(),
+                actual: actual_diff_id.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A reader that hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn finish(self) -> Digest {
+        digest_of(self.hasher)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let count = self.inner.read(buf)?;
+        self.hasher.update(buf.get(..count).unwrap_or(buf));
+        Ok(count)
+    }
+}
