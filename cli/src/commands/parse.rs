@@ -11,7 +11,12 @@ use clap::{Args, ValueEnum};
 #[derive(Debug, Args)]
 pub struct ParseArgs {
     /// Dockerfile to read; `-` reads standard input.
-    #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with = "path")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        conflicts_with = "path"
+    )]
     file: Option<PathBuf>,
 
     /// Dockerfile, or a folder that contains one, as an alternative to `-f`; `-`
@@ -20,8 +25,9 @@ pub struct ParseArgs {
     path: Option<PathBuf>,
 
     /// Output format: `node` prints one line per instruction in the form
-    /// of BuildKit's parser tests; `json` prints the typed instructions with
-    /// their line spans.
+    /// of BuildKit's parser tests, after the first parsing stage only;
+    /// `json` also checks every instruction and flag and prints the typed
+    /// instructions with their line spans.
     #[arg(long, value_enum, default_value_t = Format::Node)]
     format: Format,
 }
@@ -90,7 +96,11 @@ fn decode(name: String, bytes: Vec<u8>) -> anyhow::Result<(String, String)> {
         Ok(text) => Ok((name, text)),
         Err(error) => {
             let offset = error.utf8_error().valid_up_to();
-            let line = error.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+            let line = error.as_bytes()[..offset]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             anyhow::bail!("{name}:{line}: the Dockerfile is not valid UTF-8; save it as UTF-8")
         }
     }
