@@ -2,5 +2,6 @@
 //! image names, locking and garbage collection, plus the layer format
 //! (directory diff to tar stream and safe extraction).
 
+pub mod archive;
 pub mod layer;
 pub mod store;
