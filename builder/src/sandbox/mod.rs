@@ -1,1 +1,214 @@
 //! The RUN sandbox: Linux namespaces over an overlay of the parent layers.
+//!
+//! [`run`] executes one RUN step. The command sees an overlay whose lower
+//! directories are the parent layers (top first) and whose upper directory
+//! is [`RunSpec::upper`], so everything the command writes lands there and
+//! the engine turns that folder into the step's layer. The sandbox has its
+//! own mount, PID, UTS and IPC namespaces, and its own network namespace
+//! for `--network=none`. Without root it also gets a user namespace that
+//! maps the caller to root.
+//!
+//! Every mount lives in the sandbox's mount namespace, so the kernel drops
+//! them all when its last process exits. Mount points that the sandbox had
+//! to create in the upper directory (for `/proc`, `/dev`, `/etc/hosts`,
+//! `RUN --mount` targets, ...) are removed again after the run unless the
+//! image already had them or the command wrote below them.
+
+#[cfg(target_os = "linux")]
+mod child;
+mod error;
+#[cfg(target_os = "linux")]
+mod image;
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+mod plan;
+#[cfg(target_os = "linux")]
+mod prepare;
+#[cfg(target_os = "linux")]
+mod signals;
+#[cfg(target_os = "linux")]
+mod syscall;
+#[cfg(target_os = "linux")]
+mod user;
+
+pub use error::SandboxError;
+
+use std::path::PathBuf;
+
+pub use forge_parser::instructions::Network;
+
+/// Everything one RUN step needs, resolved by the engine.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Unpacked layer folders, top first. Empty for `FROM scratch`.
+    pub lowers: Vec<PathBuf>,
+    /// Fresh, empty folder that receives the command's writes. It must sit
+    /// on the same file system as `work` and must not be on an overlay.
+    pub upper: PathBuf,
+    /// Fresh, empty overlay work folder on the file system of `upper`.
+    pub work: PathBuf,
+    /// Command and arguments, executed directly; the engine has already
+    /// wrapped shell-form commands in the stage's SHELL.
+    pub argv: Vec<String>,
+    /// Environment of the command, in order; later entries win.
+    pub env: Vec<(String, String)>,
+    /// Working directory in the image; created when missing. Empty means `/`.
+    pub workdir: String,
+    /// `USER` value: `name`, `uid`, `uid:gid`, `name:group` or empty for root,
+    /// resolved with the image's `/etc/passwd` and `/etc/group`.
+    pub user: String,
+    /// Network of the step: `none` gets a new network namespace with only a
+    /// loopback interface; `default` and `host` share the host's network.
+    pub network: Network,
+    /// Host name inside the sandbox, also written to `/etc/hostname`.
+    pub hostname: String,
+    /// Resolved `RUN --mount` entries, mounted in order.
+    pub mounts: Vec<RunMount>,
+}
+
+/// One resolved `RUN --mount`.
+#[derive(Debug, Clone)]
+pub struct RunMount {
+    /// Absolute mount point in the container. `None` is allowed only for
+    /// [`RunMountKind::Ssh`] (the socket goes to `/run/buildkit/ssh_agent.N`)
+    /// and for a secret exposed only through its `env` variable.
+    pub target: Option<String>,
+    /// What to mount.
+    pub kind: RunMountKind,
+}
+
+/// The source of a [`RunMount`].
+#[derive(Debug, Clone)]
+pub enum RunMountKind {
+    /// A host folder or file (from the build context, a stage or an image).
+    /// With `read_write` the command may write below the target, but the
+    /// writes go to a throw-away overlay and never reach `source`.
+    Bind {
+        /// Host path to mount.
+        source: PathBuf,
+        /// Whether the command may write (to a discarded copy).
+        read_write: bool,
+    },
+    /// A persistent host folder kept between builds. The sandbox creates it
+    /// when missing and sets its owner and mode when it creates it.
+    Cache {
+        /// Host folder of the cache.
+        source: PathBuf,
+        /// Owner of the folder when created.
+        uid: u32,
+        /// Group of the folder when created.
+        gid: u32,
+        /// Permission bits of the folder when created (Docker uses 0755).
+        mode: u32,
+        /// Whether the mount is read-only.
+        read_only: bool,
+    },
+    /// An empty tmpfs.
+    Tmpfs {
+        /// Size limit in bytes; the kernel default (half of RAM) when `None`.
+        size: Option<u64>,
+    },
+    /// A secret file on a private tmpfs. It never reaches the upper folder.
+    Secret {
+        /// Content of the secret.
+        data: SecretData,
+        /// Owner of the file inside the sandbox.
+        uid: u32,
+        /// Group of the file inside the sandbox.
+        gid: u32,
+        /// Permission bits of the file (0400 by default).
+        mode: u32,
+        /// Environment variable that also receives the secret's value.
+        env: Option<String>,
+    },
+    /// An SSH agent socket bound into the sandbox. `SSH_AUTH_SOCK` points to
+    /// the first SSH mount unless the step's environment sets it.
+    Ssh {
+        /// Host path of the agent socket.
+        socket: PathBuf,
+        /// Owner of the socket inside the sandbox.
+        uid: u32,
+        /// Group of the socket inside the sandbox.
+        gid: u32,
+        /// Permission bits of the socket (0600 by default).
+        mode: u32,
+    },
+}
+
+/// Content of a secret mount.
+#[derive(Clone)]
+pub enum SecretData {
+    /// The secret's bytes.
+    Bytes(Vec<u8>),
+    /// A host file whose bytes are the secret.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for SecretData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bytes of a secret never go to logs or error messages.
+        match self {
+            SecretData::Bytes(bytes) => write!(f, "Bytes(<{} bytes>)", bytes.len()),
+            SecretData::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+/// Receives the command's output as it arrives.
+pub trait OutputSink: Send {
+    /// Receives bytes the command wrote to its standard output.
+    fn stdout(&mut self, bytes: &[u8]);
+    /// Receives bytes the command wrote to its standard error.
+    fn stderr(&mut self, bytes: &[u8]);
+}
+
+/// How a RUN command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// Exit code when the command exited normally.
+    pub exit_code: Option<i32>,
+    /// Signal number when a signal killed the command.
+    pub signal: Option<i32>,
+    /// The last lines (at most [`TAIL_LINES`]) of stdout and stderr
+    /// interleaved as they arrived, for failure messages.
+    pub tail: Vec<String>,
+}
+
+/// Number of output lines kept in [`RunOutcome::tail`].
+pub const TAIL_LINES: usize = 20;
+
+impl RunOutcome {
+    /// Returns whether the command exited with code 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
+/// Runs one RUN step in a new sandbox and waits for it.
+///
+/// Output goes to `output` while the command runs. When the process
+/// receives SIGINT or SIGTERM meanwhile, the signal is forwarded to the
+/// sandbox, the sandbox's PID namespace is killed and
+/// [`SandboxError::Interrupted`] is returned. In every case the sandbox's
+/// processes and mounts are gone when this function returns.
+///
+/// # Errors
+///
+/// A [`SandboxError`] naming the step's command and the mount, path or
+/// system call that failed. A command that exits non-zero is not an error:
+/// see [`RunOutcome`].
+pub fn run(spec: &RunSpec, output: &mut dyn OutputSink) -> Result<RunOutcome, SandboxError> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::run(spec, output)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = output;
+        Err(SandboxError::Unsupported {
+            command: spec.argv.join(" "),
+            reason: "RUN needs Linux namespaces; build on a Linux host".to_string(),
+        })
+    }
+}

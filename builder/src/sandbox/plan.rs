@@ -1,0 +1,768 @@
+//! The mount plan: every file system step that builds the sandbox's root,
+//! computed up front as data so the cloned child only replays it.
+//!
+//! [`build`] turns a [`Layout`] into [`Step`]s; [`apply`] replays them
+//! through a [`Syscall`]. The child runs `apply` right after `clone`, where
+//! it must not allocate, so steps carry ready C strings.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::syscall::{Errno, MountFlags, Syscall};
+
+/// Device nodes bound from the host's `/dev` into the sandbox's `/dev`.
+pub(crate) const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Host folders and settings the plan mounts together.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    /// Empty host folder where the overlay is mounted; becomes `/`.
+    pub(crate) root: PathBuf,
+    /// Overlay lower folders, top first.
+    pub(crate) lowers: Vec<PathBuf>,
+    /// Overlay upper folder.
+    pub(crate) upper: PathBuf,
+    /// Overlay work folder.
+    pub(crate) work: PathBuf,
+    /// Host folder holding the generated `hosts`, `resolv.conf` and
+    /// `hostname` files.
+    pub(crate) etc: PathBuf,
+    /// Empty host folder where a private tmpfs holds secrets and the upper
+    /// folders of writable bind mounts.
+    pub(crate) scratch: PathBuf,
+    /// Whether the sandbox runs in its own user namespace (without root):
+    /// the overlay then stores its attributes as `user.overlay.*`.
+    pub(crate) rootless: bool,
+    /// Host name of the sandbox.
+    pub(crate) hostname: String,
+    /// `RUN --mount` entries with targets resolved inside the image.
+    pub(crate) mounts: Vec<PlannedMount>,
+    /// Working directory and the owner of the folders created for it.
+    pub(crate) workdir: String,
+    /// Owner of created working directory folders.
+    pub(crate) workdir_owner: (u32, u32),
+}
+
+/// A `RUN --mount` entry ready to mount.
+#[derive(Debug, Clone)]
+pub(crate) struct PlannedMount {
+    /// Absolute path in the image without symlinks.
+    pub(crate) target: String,
+    /// What to mount there.
+    pub(crate) source: PlannedSource,
+}
+
+/// The source of a [`PlannedMount`].
+#[derive(Clone)]
+pub(crate) enum PlannedSource {
+    /// A bind mount of a host path.
+    Bind { source: PathBuf, read_only: bool },
+    /// A host folder seen through an overlay whose upper folder is on the
+    /// private tmpfs, so writes are discarded with the sandbox.
+    DiscardWrites { source: PathBuf },
+    /// A fresh tmpfs.
+    Tmpfs { size: Option<u64> },
+    /// A file on the private tmpfs, bound read-only.
+    Secret {
+        data: Vec<u8>,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
+}
+
+impl std::fmt::Debug for PlannedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlannedSource::Bind { source, read_only } => {
+                write!(f, "Bind({}, read_only={read_only})", source.display())
+            }
+            PlannedSource::DiscardWrites { source } => {
+                write!(f, "DiscardWrites({})", source.display())
+            }
+            PlannedSource::Tmpfs { size } => write!(f, "Tmpfs({size:?})"),
+            PlannedSource::Secret { data, .. } => write!(f, "Secret(<{} bytes>)", data.len()),
+        }
+    }
+}
+
+/// One step of the plan.
+pub(crate) enum Step {
+    /// `mount(2)` as given.
+    Mount {
+        source: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: MountFlags,
+        data: Option<CString>,
+    },
+    /// Makes the bind mount at `target` read-only, keeping the flags that
+    /// the kernel locks in a user namespace (nosuid, nodev, noexec, atime).
+    RemountReadOnly { target: CString },
+    /// `mkdir(2)`; the folder must not exist.
+    Mkdir { path: CString, mode: u32 },
+    /// `mkdir(2)` that accepts an existing entry and sets the owner only of
+    /// a folder it created.
+    MkdirOwned {
+        path: CString,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// Writes a file and then sets its owner and mode.
+    WriteFile {
+        path: CString,
+        data: Vec<u8>,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
+    /// `symlink(2)`.
+    Symlink { target: CString, link: CString },
+    /// A read-only `/sys`: a new sysfs where the kernel allows it, else a
+    /// read-only recursive bind of the host's `/sys`.
+    Sysfs { target: CString },
+    /// Makes `new_root` the root and detaches the old one.
+    PivotRoot { new_root: CString },
+    /// `sethostname(2)`.
+    SetHostname { name: Vec<u8> },
+}
+
+impl Step {
+    /// Describes the step for error messages.
+    pub(crate) fn describe(&self) -> String {
+        let text = |value: &CString| value.to_string_lossy().into_owned();
+        match self {
+            Step::Mount {
+                source,
+                target,
+                fstype,
+                data,
+                ..
+            } => {
+                let kind = fstype.as_ref().map_or_else(|| "bind".to_string(), text);
+                let mut description = format!("mount {kind}");
+                if let Some(source) = source.as_ref().filter(|_| fstype.is_none()) {
+                    description.push_str(&format!(" of {}", text(source)));
+                }
+                description.push_str(&format!(" on {}", text(target)));
+                if let Some(data) = data {
+                    description.push_str(&format!(" ({})", text(data)));
+                }
+                description
+            }
+            Step::RemountReadOnly { target } => format!("make {} read-only", text(target)),
+            Step::Mkdir { path, .. } | Step::MkdirOwned { path, .. } => {
+                format!("create folder {}", text(path))
+            }
+            Step::WriteFile { path, .. } => format!("write {}", text(path)),
+            Step::Symlink { link, .. } => format!("create symlink {}", text(link)),
+            Step::Sysfs { target } => format!("mount sysfs on {}", text(target)),
+            Step::PivotRoot { new_root } => format!("pivot_root into {}", text(new_root)),
+            Step::SetHostname { name } => {
+                format!("set host name `{}`", String::from_utf8_lossy(name))
+            }
+        }
+    }
+}
+
+/// Replays `steps` through `sys`; on failure returns the index of the
+/// failed step and its errno. Allocates nothing.
+pub(crate) fn apply(steps: &[Step], sys: &dyn Syscall) -> Result<(), (usize, Errno)> {
+    for (index, step) in steps.iter().enumerate() {
+        apply_step(step, sys).map_err(|errno| (index, errno))?;
+    }
+    Ok(())
+}
+
+/// Flags that a read-only remount must repeat because a user namespace
+/// locks them on mounts it inherited.
+const LOCKED_FLAGS: MountFlags = libc::MS_NOSUID
+    | libc::MS_NODEV
+    | libc::MS_NOEXEC
+    | libc::MS_NOATIME
+    | libc::MS_NODIRATIME
+    | libc::MS_RELATIME;
+
+fn apply_step(step: &Step, sys: &dyn Syscall) -> Result<(), Errno> {
+    match step {
+        Step::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+        } => sys.mount(
+            source.as_deref(),
+            target,
+            fstype.as_deref(),
+            *flags,
+            data.as_deref(),
+        ),
+        Step::RemountReadOnly { target } => remount_read_only(target, sys),
+        Step::Mkdir { path, mode } => {
+            sys.mkdir(path, *mode)?;
+            sys.chmod(path, *mode)
+        }
+        Step::MkdirOwned {
+            path,
+            mode,
+            uid,
+            gid,
+        } => match sys.mkdir(path, *mode) {
+            Ok(()) => sys.lchown(path, *uid, *gid),
+            Err(libc::EEXIST) => Ok(()),
+            Err(errno) => Err(errno),
+        },
+        Step::WriteFile {
+            path,
+            data,
+            uid,
+            gid,
+            mode,
+        } => {
+            sys.write_file(path, data, 0o600)?;
+            sys.lchown(path, *uid, *gid)?;
+            sys.chmod(path, *mode)
+        }
+        Step::Symlink { target, link } => sys.symlink(target, link),
+        Step::Sysfs { target } => {
+            let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            match sys.mount(Some(c"sysfs"), target, Some(c"sysfs"), flags, None) {
+                Ok(()) => Ok(()),
+                // A user namespace that does not own the network namespace
+                // may not mount sysfs; the host's view is the fallback.
+                Err(libc::EPERM | libc::EACCES) => {
+                    sys.mount(
+                        Some(c"/sys"),
+                        target,
+                        None,
+                        libc::MS_BIND | libc::MS_REC,
+                        None,
+                    )?;
+                    remount_read_only(target, sys)
+                }
+                Err(errno) => Err(errno),
+            }
+        }
+        Step::PivotRoot { new_root } => {
+            // pivot_root(".", ".") stacks the old root on top of the new one,
+            // so no folder for the old root is needed in the image, and the
+            // lazy unmount then drops the old root from this namespace.
+            sys.chdir(new_root)?;
+            sys.pivot_root(c".", c".")?;
+            sys.umount2(c".", libc::MNT_DETACH)?;
+            sys.chdir(c"/")
+        }
+        Step::SetHostname { name } => sys.sethostname(name),
+    }
+}
+
+fn remount_read_only(target: &std::ffi::CStr, sys: &dyn Syscall) -> Result<(), Errno> {
+    let current = sys.statvfs_flags(target)? as MountFlags;
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | (current & LOCKED_FLAGS);
+    sys.mount(None, target, None, flags, None)
+}
+
+/// A string for the plan contains a NUL byte.
+#[derive(Debug)]
+pub(crate) struct NulInPath(pub(crate) String);
+
+fn c_path(path: &Path) -> Result<CString, NulInPath> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| NulInPath(path.display().to_string()))
+}
+
+fn c_text(text: &str) -> Result<CString, NulInPath> {
+    CString::new(text).map_err(|_| NulInPath(text.to_string()))
+}
+
+/// Joins an absolute image path below `root`.
+pub(crate) fn under(root: &Path, image_path: &str) -> PathBuf {
+    root.join(image_path.trim_start_matches('/'))
+}
+
+/// Escapes a path for an overlay option list, where `,`, `:` and `\`
+/// separate or escape values.
+fn overlay_escape(path: &Path) -> String {
+    let mut escaped = String::new();
+    for c in path.to_string_lossy().chars() {
+        if matches!(c, ',' | ':' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// Returns the overlay mount options for the given folders.
+pub(crate) fn overlay_options(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    rootless: bool,
+) -> String {
+    let lowerdir: Vec<String> = lowers.iter().map(|path| overlay_escape(path)).collect();
+    let mut options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowerdir.join(":"),
+        overlay_escape(upper),
+        overlay_escape(work)
+    );
+    if rootless {
+        options.push_str(",userxattr");
+    }
+    options
+}
+
+/// Builds the plan for `layout`.
+///
+/// # Errors
+///
+/// [`NulInPath`] when a path or name contains a NUL byte.
+pub(crate) fn build(layout: &Layout) -> Result<Vec<Step>, NulInPath> {
+    let root = &layout.root;
+    let at = |image_path: &str| c_path(&under(root, image_path));
+    let mut steps = Vec::new();
+
+    // Nothing mounted below may propagate back to the host.
+    steps.push(Step::Mount {
+        source: None,
+        target: c"/".to_owned(),
+        fstype: None,
+        flags: libc::MS_REC | libc::MS_PRIVATE,
+        data: None,
+    });
+    steps.push(Step::Mount {
+        source: Some(c"overlay".to_owned()),
+        target: c_path(root)?,
+        fstype: Some(c"overlay".to_owned()),
+        flags: 0,
+        data: Some(c_text(&overlay_options(
+            &layout.lowers,
+            &layout.upper,
+            &layout.work,
+            layout.rootless,
+        ))?),
+    });
+
+    steps.push(Step::Mount {
+        source: Some(c"proc".to_owned()),
+        target: at("/proc")?,
+        fstype: Some(c"proc".to_owned()),
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        data: None,
+    });
+    push_dev(&mut steps, layout)?;
+    steps.push(Step::Sysfs {
+        target: at("/sys")?,
+    });
+
+    for name in ["hosts", "resolv.conf", "hostname"] {
+        let target = at(&format!("/etc/{name}"))?;
+        steps.push(Step::Mount {
+            source: Some(c_path(&layout.etc.join(name))?),
+            target: target.clone(),
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        });
+        steps.push(Step::RemountReadOnly { target });
+    }
+
+    push_run_mounts(&mut steps, layout)?;
+
+    steps.push(Step::PivotRoot {
+        new_root: c_path(root)?,
+    });
+    steps.push(Step::SetHostname {
+        name: layout.hostname.as_bytes().to_vec(),
+    });
+
+    // The working directory is created inside the new root, so symlinks in
+    // it resolve within the image.
+    let (uid, gid) = layout.workdir_owner;
+    let mut prefix = String::new();
+    for component in layout.workdir.split('/').filter(|c| !c.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(component);
+        steps.push(Step::MkdirOwned {
+            path: c_text(&prefix)?,
+            mode: 0o755,
+            uid,
+            gid,
+        });
+    }
+    Ok(steps)
+}
+
+fn push_dev(steps: &mut Vec<Step>, layout: &Layout) -> Result<(), NulInPath> {
+    let dev = under(&layout.root, "/dev");
+    let at = |name: &str| c_path(&dev.join(name));
+
+    steps.push(Step::Mount {
+        source: Some(c"tmpfs".to_owned()),
+        target: c_path(&dev)?,
+        fstype: Some(c"tmpfs".to_owned()),
+        flags: libc::MS_NOSUID | libc::MS_STRICTATIME,
+        data: Some(c"mode=755,size=65536k".to_owned()),
+    });
+    // Device nodes are bind mounts of the host's nodes: mknod is not
+    // allowed in a user namespace, and a tmpfs mounted there is nodev.
+    for name in DEVICES {
+        steps.push(Step::WriteFile {
+            path: at(name)?,
+            data: Vec::new(),
+            uid: 0,
+            gid: 0,
+            mode: 0o666,
+        });
+        steps.push(Step::Mount {
+            source: Some(c_text(&format!("/dev/{name}"))?),
+            target: at(name)?,
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        });
+    }
+    steps.push(Step::Mkdir {
+        path: at("pts")?,
+        mode: 0o755,
+    });
+    // gid 5 is the `tty` group; a user namespace has only the caller mapped.
+    let devpts = if layout.rootless {
+        c"newinstance,ptmxmode=0666,mode=0620".to_owned()
+    } else {
+        c"newinstance,ptmxmode=0666,mode=0620,gid=5".to_owned()
+    };
+    steps.push(Step::Mount {
+        source: Some(c"devpts".to_owned()),
+        target: at("pts")?,
+        fstype: Some(c"devpts".to_owned()),
+        flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+        data: Some(devpts),
+    });
+    steps.push(Step::Symlink {
+        target: c"pts/ptmx".to_owned(),
+        link: at("ptmx")?,
+    });
+    steps.push(Step::Mkdir {
+        path: at("shm")?,
+        mode: 0o1777,
+    });
+    steps.push(Step::Mount {
+        source: Some(c"shm".to_owned()),
+        target: at("shm")?,
+        fstype: Some(c"tmpfs".to_owned()),
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        data: Some(c"mode=1777,size=65536k".to_owned()),
+    });
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        steps.push(Step::Symlink {
+            target: c_text(target)?,
+            link: at(link)?,
+        });
+    }
+    Ok(())
+}
+
+fn push_run_mounts(steps: &mut Vec<Step>, layout: &Layout) -> Result<(), NulInPath> {
+    let needs_scratch = layout.mounts.iter().any(|mount| {
+        matches!(
+            mount.source,
+            PlannedSource::Secret { .. } | PlannedSource::DiscardWrites { .. }
+        )
+    });
+    if needs_scratch {
+        steps.push(Step::Mount {
+            source: Some(c"tmpfs".to_owned()),
+            target: c_path(&layout.scratch)?,
+            fstype: Some(c"tmpfs".to_owned()),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: Some(c"mode=700".to_owned()),
+        });
+    }
+
+    for (index, mount) in layout.mounts.iter().enumerate() {
+        let target = c_path(&under(&layout.root, &mount.target))?;
+        match &mount.source {
+            PlannedSource::Bind { source, read_only } => {
+                steps.push(Step::Mount {
+                    source: Some(c_path(source)?),
+                    target: target.clone(),
+                    fstype: None,
+                    flags: libc::MS_BIND | libc::MS_REC,
+                    data: None,
+                });
+                if *read_only {
+                    steps.push(Step::RemountReadOnly { target });
+                }
+            }
+            PlannedSource::DiscardWrites { source } => {
+                let folder = layout.scratch.join(format!("bind-{index}"));
+                let upper = folder.join("upper");
+                let work = folder.join("work");
+                for path in [&folder, &upper, &work] {
+                    steps.push(Step::Mkdir {
+                        path: c_path(path)?,
+                        mode: 0o755,
+                    });
+                }
+                let options =
+                    overlay_options(std::slice::from_ref(source), &upper, &work, layout.rootless);
+                steps.push(Step::Mount {
+                    source: Some(c"overlay".to_owned()),
+                    target,
+                    fstype: Some(c"overlay".to_owned()),
+                    flags: 0,
+                    data: Some(c_text(&options)?),
+                });
+            }
+            PlannedSource::Tmpfs { size } => {
+                let data = size.map(|size| format!("size={size}"));
+                steps.push(Step::Mount {
+                    source: Some(c"tmpfs".to_owned()),
+                    target,
+                    fstype: Some(c"tmpfs".to_owned()),
+                    flags: libc::MS_NOSUID | libc::MS_NODEV,
+                    data: data.as_deref().map(c_text).transpose()?,
+                });
+            }
+            PlannedSource::Secret {
+                data,
+                uid,
+                gid,
+                mode,
+            } => {
+                let file = c_path(&layout.scratch.join(format!("secret-{index}")))?;
+                steps.push(Step::WriteFile {
+                    path: file.clone(),
+                    data: data.clone(),
+                    uid: *uid,
+                    gid: *gid,
+                    mode: *mode,
+                });
+                steps.push(Step::Mount {
+                    source: Some(file),
+                    target: target.clone(),
+                    fstype: None,
+                    flags: libc::MS_BIND,
+                    data: None,
+                });
+                steps.push(Step::RemountReadOnly { target });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::syscall::fake::RecordingSyscall;
+
+    fn layout(mounts: Vec<PlannedMount>, rootless: bool) -> Layout {
+        Layout {
+            root: PathBuf::from("/s/root"),
+            lowers: vec![PathBuf::from("/s/mp"), PathBuf::from("/l/a:b")],
+            upper: PathBuf::from("/u"),
+            work: PathBuf::from("/w"),
+            etc: PathBuf::from("/s/etc"),
+            scratch: PathBuf::from("/s/scratch"),
+            rootless,
+            hostname: "box".to_string(),
+            mounts,
+            workdir: "/app/src".to_string(),
+            workdir_owner: (1000, 100),
+        }
+    }
+
+    fn mounts_only(calls: &[String]) -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.starts_with("mount "))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn plan_mounts_in_order() {
+        let steps = build(&layout(Vec::new(), false)).unwrap();
+        let sys = RecordingSyscall::default();
+        apply(&steps, &sys).unwrap();
+        let calls = sys.calls();
+        let expected = vec![
+            "mount - / - rec|private -",
+            "mount overlay /s/root overlay 0 lowerdir=/s/mp:/l/a\\:b,upperdir=/u,workdir=/w",
+            "mount proc /s/root/proc proc nosuid|nodev|noexec -",
+            "mount tmpfs /s/root/dev tmpfs nosuid|strictatime mode=755,size=65536k",
+            "mount /dev/null /s/root/dev/null - bind -",
+            "mount /dev/zero /s/root/dev/zero - bind -",
+            "mount /dev/full /s/root/dev/full - bind -",
+            "mount /dev/random /s/root/dev/random - bind -",
+            "mount /dev/urandom /s/root/dev/urandom - bind -",
+            "mount /dev/tty /s/root/dev/tty - bind -",
+            "mount devpts /s/root/dev/pts devpts nosuid|noexec newinstance,ptmxmode=0666,mode=0620,gid=5",
+            "mount shm /s/root/dev/shm tmpfs nosuid|nodev|noexec mode=1777,size=65536k",
+            "mount sysfs /s/root/sys sysfs ro|nosuid|nodev|noexec -",
+            "mount /s/etc/hosts /s/root/etc/hosts - bind -",
+            "mount - /s/root/etc/hosts - ro|nosuid|remount|bind -",
+            "mount /s/etc/resolv.conf /s/root/etc/resolv.conf - bind -",
+            "mount - /s/root/etc/resolv.conf - ro|nosuid|remount|bind -",
+            "mount /s/etc/hostname /s/root/etc/hostname - bind -",
+            "mount - /s/root/etc/hostname - ro|nosuid|remount|bind -",
+        ];
+        assert_eq!(mounts_only(&calls), expected);
+    }
+
+    #[test]
+    fn plan_ends_with_pivot_and_workdir() {
+        let steps = build(&layout(Vec::new(), false)).unwrap();
+        let sys = RecordingSyscall::default();
+        apply(&steps, &sys).unwrap();
+        let calls = sys.calls();
+        let pivot = calls
+            .iter()
+            .position(|c| c.starts_with("pivot_root"))
+            .unwrap();
+        assert_eq!(
+            calls[pivot - 1..],
+            [
+                "chdir /s/root",
+                "pivot_root . .",
+                "umount2 . 2",
+                "chdir /",
+                "sethostname box",
+                "mkdir /app 755",
+                "lchown /app 1000:100",
+                "mkdir /app/src 755",
+                "lchown /app/src 1000:100",
+            ]
+        );
+        assert!(
+            !calls[..pivot]
+                .iter()
+                .any(|c| c.starts_with("mount") && c.contains(" /app"))
+        );
+    }
+
+    #[test]
+    fn plan_run_mounts() {
+        let mounts = vec![
+            PlannedMount {
+                target: "/src".into(),
+                source: PlannedSource::Bind {
+                    source: "/ctx".into(),
+                    read_only: true,
+                },
+            },
+            PlannedMount {
+                target: "/rw".into(),
+                source: PlannedSource::DiscardWrites {
+                    source: "/ctx2".into(),
+                },
+            },
+            PlannedMount {
+                target: "/tmp/t".into(),
+                source: PlannedSource::Tmpfs { size: Some(1024) },
+            },
+            PlannedMount {
+                target: "/run/secrets/k".into(),
+                source: PlannedSource::Secret {
+                    data: b"xyz".to_vec(),
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o400,
+                },
+            },
+        ];
+        let steps = build(&layout(mounts, true)).unwrap();
+        let sys = RecordingSyscall::default();
+        apply(&steps, &sys).unwrap();
+        let calls = sys.calls();
+        let first = calls
+            .iter()
+            .position(|c| c.contains("/s/scratch tmpfs"))
+            .unwrap();
+        let pivot = calls
+            .iter()
+            .position(|c| c.starts_with("chdir /s/root"))
+            .unwrap();
+        let expected = vec![
+            "mount tmpfs /s/scratch tmpfs nosuid|nodev mode=700",
+            "mount /ctx /s/root/src - bind|rec -",
+            "statvfs /s/root/src",
+            "mount - /s/root/src - ro|nosuid|remount|bind -",
+            "mkdir /s/scratch/bind-1 755",
+            "chmod /s/scratch/bind-1 755",
+            "mkdir /s/scratch/bind-1/upper 755",
+            "chmod /s/scratch/bind-1/upper 755",
+            "mkdir /s/scratch/bind-1/work 755",
+            "chmod /s/scratch/bind-1/work 755",
+            "mount overlay /s/root/rw overlay 0 lowerdir=/ctx2,upperdir=/s/scratch/bind-1/upper,workdir=/s/scratch/bind-1/work,userxattr",
+            "mount tmpfs /s/root/tmp/t tmpfs nosuid|nodev size=1024",
+            "write_file /s/scratch/secret-3 3 bytes 600",
+            "lchown /s/scratch/secret-3 0:0",
+            "chmod /s/scratch/secret-3 400",
+            "mount /s/scratch/secret-3 /s/root/run/secrets/k - bind -",
+            "statvfs /s/root/run/secrets/k",
+            "mount - /s/root/run/secrets/k - ro|nosuid|remount|bind -",
+        ];
+        assert_eq!(calls[first..pivot], expected);
+    }
+
+    #[test]
+    fn rootless_devpts_has_no_gid() {
+        let steps = build(&layout(Vec::new(), true)).unwrap();
+        let sys = RecordingSyscall::default();
+        apply(&steps, &sys).unwrap();
+        let devpts = sys
+            .calls()
+            .into_iter()
+            .find(|c| c.contains(" devpts "))
+            .unwrap();
+        assert!(!devpts.contains("gid="), "{devpts}");
+        assert!(sys.calls()[1].ends_with(",userxattr"), "{}", sys.calls()[1]);
+    }
+
+    #[test]
+    fn sysfs_falls_back_to_bind() {
+        let steps = build(&layout(Vec::new(), true)).unwrap();
+        let sys = RecordingSyscall::fail_on("mount sysfs", libc::EPERM);
+        apply(&steps, &sys).unwrap();
+        let calls = sys.calls();
+        let at = calls
+            .iter()
+            .position(|c| c.starts_with("mount sysfs"))
+            .unwrap();
+        assert_eq!(calls[at + 1], "mount /sys /s/root/sys - bind|rec -");
+        assert_eq!(
+            calls[at + 3],
+            "mount - /s/root/sys - ro|nosuid|remount|bind -"
+        );
+    }
+
+    #[test]
+    fn failed_step_is_reported() {
+        let steps = build(&layout(Vec::new(), false)).unwrap();
+        let sys = RecordingSyscall::fail_on("mount proc", libc::EBUSY);
+        let (index, errno) = apply(&steps, &sys).unwrap_err();
+        assert_eq!(errno, libc::EBUSY);
+        assert_eq!(steps[index].describe(), "mount proc on /s/root/proc");
+        assert_eq!(sys.calls().len(), 3);
+    }
+
+    #[test]
+    fn nul_in_target_is_rejected() {
+        let mounts = vec![PlannedMount {
+            target: "/a\0b".into(),
+            source: PlannedSource::Tmpfs { size: None },
+        }];
+        assert!(build(&layout(mounts, false)).is_err());
+    }
+}
