@@ -145,8 +145,12 @@ fn resolve_by_name_and_digest() {
         manifest.digest()
     );
     assert_eq!(
-        store.resolve(&format!("other@{digest}")).unwrap().digest(),
+        store.resolve(&format!("app@{digest}")).unwrap().digest(),
         manifest.digest()
+    );
+    assert!(
+        store.resolve(&format!("other@{digest}")).is_err(),
+        "a digest must not resolve under a repository that does not hold it"
     );
     let by_image_id = store.resolve(&format!("sha256:{config_hex}")).unwrap();
     assert_eq!(by_image_id.digest(), manifest.digest());

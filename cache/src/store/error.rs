@@ -101,7 +101,7 @@ pub enum StoreError {
     },
 
     /// A stored blob does not hash to its name.
-    #[error("blob {} is corrupt: {reason}; run `forge check --repair` to remove it", path.display())]
+    #[error("blob {} is corrupt: {reason}; run `forge store check --repair` to remove it", path.display())]
     BlobCorrupt {
         /// The blob digest.
         digest: String,
@@ -181,7 +181,7 @@ pub enum StoreError {
     },
 
     /// A manifest or index blob has content that forge cannot walk.
-    #[error("manifest {digest} cannot be read: {reason}; run `forge check --repair`")]
+    #[error("manifest {digest} cannot be read: {reason}; run `forge store check --repair`")]
     BadManifest {
         /// The manifest digest.
         digest: String,

@@ -218,13 +218,18 @@ impl Store {
                     reference: reference.to_string(),
                     reason: error.to_string(),
                 })?;
-            if let Some((_, descriptor)) = names
-                .iter()
-                .find(|(entry, descriptor)| entry == name && descriptor.digest() == &digest)
-            {
+            // As docker does, `NAME@DIGEST` matches only a manifest stored
+            // under a tag of the same repository.
+            let repository = repository_of(name);
+            if let Some((_, descriptor)) = names.iter().find(|(entry, descriptor)| {
+                repository_of(entry) == repository && descriptor.digest() == &digest
+            }) {
                 return Ok(descriptor.clone());
             }
-            return self.resolve_digest(reference, &digest, &names);
+            return Err(not_found(
+                reference,
+                names.iter().map(|(name, _)| name.as_str()),
+            ));
         }
 
         if let Some((_, descriptor)) = names.iter().find(|(name, _)| name == reference) {
@@ -401,6 +406,16 @@ fn edit_distance(left: &str, right: &str) -> usize {
     previous[right.len()]
 }
 
+/// Returns the repository part of a stored name: `host:5000/app:v1` gives
+/// `host:5000/app`, and a name without a tag is returned whole.
+fn repository_of(name: &str) -> &str {
+    let last_component = name.rfind('/').map_or(0, |slash| slash + 1);
+    match name[last_component..].rfind(':') {
+        Some(colon) => &name[..last_component + colon],
+        None => name,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,5 +469,13 @@ mod tests {
     fn closest_name_skips_distant_names() {
         let names = ["completely:different"];
         assert_eq!(closest_name("foo:latest", names.into_iter()), None);
+    }
+
+    #[test]
+    fn repository_of_strips_tag_only() {
+        assert_eq!(repository_of("app:latest"), "app");
+        assert_eq!(repository_of("localhost:5000/app:v1"), "localhost:5000/app");
+        assert_eq!(repository_of("localhost:5000/app"), "localhost:5000/app");
+        assert_eq!(repository_of("app"), "app");
     }
 }

@@ -1,0 +1,801 @@
+//! Steps that write files: COPY and ADD, RUN, and the directory of WORKDIR.
+//!
+//! [`prepare`] expands a step and adds what it reads to the key inputs
+//! before the cache lookup; [`execute`] runs it on a miss and turns the
+//! written folder into a layer.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use forge_cache::layer::{DiffKind, WriteOptions, write_layer};
+use forge_parser::instructions::{
+    CommandLine, Expandable, FileMode, Instruction, InstructionKind, Mount, MountType, Network,
+    Security, Source,
+};
+use oci_spec::image::Descriptor;
+
+use super::{BuildRun, StageResult, StageRun};
+use crate::cachekey::KeyInputs;
+use crate::config::{Expander, clean_path, command_argv, join_workdir};
+use crate::copy::{AddOptions, CopyPlan, CopyRequest, CopySource};
+use crate::error::{BuildError, Result};
+use crate::image::{self, ImageState, LayerRef};
+use crate::plan::{PROXY_ARGS, Source as FromSource};
+use crate::progress::{ProgressEvent, StepId, Stream};
+use crate::rootfs::RootView;
+use crate::sandbox::{OutputSink, RunMount, RunMountKind, RunSpec};
+
+/// A COPY, ADD or RUN step, expanded and ready to execute.
+pub(super) enum Prepared {
+    /// Files to copy over the stage's file system.
+    Copy { plan: Box<CopyPlan>, root: RootView },
+    /// A command to run, without its upper and work folders yet.
+    Run(Box<RunSpec>),
+}
+
+/// Returns the unpacked folders of `layers` as absolute paths, top first,
+/// unpacking layers that are not unpacked yet.
+///
+/// A layer that occurs twice (two steps that wrote the same files, often
+/// nothing) is listed once, at its top-most place: overlayfs rejects a
+/// folder that appears twice among its lower folders, and the lower copy
+/// is hidden by the upper one anyway.
+fn unpacked_lowers(build: &BuildRun<'_>, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
+    let mut lowers: Vec<PathBuf> = Vec::with_capacity(layers.len());
+    for layer in layers.iter().rev() {
+        let path = build
+            .builder
+            .store
+            .ensure_unpacked(&layer.descriptor, &layer.diff_id)
+            .map_err(BuildError::store(format!("unpack layer {}", layer.diff_id)))?;
+        let path = absolute(path)?;
+        if !lowers.contains(&path) {
+            lowers.push(path);
+        }
+    }
+    Ok(lowers)
+}
+
+/// Makes a store path absolute, since the sandbox mounts from another
+/// working directory.
+fn absolute(path: PathBuf) -> Result<PathBuf> {
+    fs::canonicalize(&path).map_err(|source| BuildError::Io {
+        action: "resolve the path",
+        path,
+        source,
+    })
+}
+
+fn root_view(build: &BuildRun<'_>, state: &ImageState) -> Result<RootView> {
+    Ok(RootView::new(unpacked_lowers(build, &state.layers)?))
+}
+
+/// Expands a COPY, ADD or RUN step, resolves its sources and records
+/// what it reads in `inputs`.
+pub(super) fn prepare(
+    build: &BuildRun<'_>,
+    run: &StageRun,
+    instruction: &Instruction,
+    expander: &mut Expander<'_>,
+    inputs: &mut KeyInputs,
+    done: &BTreeMap<usize, StageResult>,
+) -> Result<Prepared> {
+    let error = |message: String| build.step_error(instruction, message);
+    match &instruction.kind {
+        InstructionKind::Copy(copy) => {
+            let mut request = copy_request(
+                &copy.sources,
+                &copy.destination,
+                copy.chown.as_deref(),
+                copy.chmod.as_ref(),
+                &copy.exclude,
+                expander,
+                &run.state.config.workdir(),
+            )
+            .map_err(error)?;
+            request.parents = copy.parents;
+            request.link = copy.link;
+            let from = match &copy.from {
+                Some(from) => Some(expander.plain(from).map_err(error)?),
+                None => None,
+            };
+            plan_copy(
+                build,
+                run,
+                instruction,
+                request,
+                from.as_deref(),
+                inputs,
+                done,
+            )
+        }
+        InstructionKind::Add(add) => {
+            let mut request = copy_request(
+                &add.sources,
+                &add.destination,
+                add.chown.as_deref(),
+                add.chmod.as_ref(),
+                &add.exclude,
+                expander,
+                &run.state.config.workdir(),
+            )
+            .map_err(error)?;
+            request.link = add.link;
+            let checksum = match &add.checksum {
+                Some(checksum) => Some(expander.plain(checksum).map_err(error)?),
+                None => None,
+            };
+            request.add = Some(AddOptions {
+                checksum,
+                keep_git_dir: add.keep_git_dir,
+                unpack: add.unpack,
+            });
+            plan_copy(build, run, instruction, request, None, inputs, done)
+        }
+        InstructionKind::Run(command) => {
+            prepare_run(build, run, instruction, command, expander, inputs, done)
+        }
+        _ => Err(error(format!(
+            "{} is not a file-writing instruction",
+            instruction.kind.keyword()
+        ))),
+    }
+}
+
+/// Expands the words of a COPY or ADD into a request.
+fn copy_request(
+    sources: &[Source],
+    destination: &str,
+    chown: Option<&str>,
+    chmod: Option<&Expandable<FileMode>>,
+    exclude: &[String],
+    expander: &mut Expander<'_>,
+    workdir: &str,
+) -> std::result::Result<CopyRequest, String> {
+    let mut request = CopyRequest {
+        destination: expander.plain(destination)?,
+        workdir: workdir.to_string(),
+        ..CopyRequest::default()
+    };
+    for source in sources {
+        match source {
+            Source::Path(path) => request.sources.push(expander.plain(path)?),
+            Source::Heredoc(heredoc) => {
+                let content = if heredoc.expand {
+                    expander.heredoc(&heredoc.content)?
+                } else {
+                    heredoc.content.clone()
+                };
+                request.heredocs.push((heredoc.name.clone(), content));
+            }
+        }
+    }
+    request.chown = match chown {
+        Some(chown) => Some(expander.plain(chown)?),
+        None => None,
+    };
+    request.chmod = match chmod {
+        None => None,
+        Some(Expandable::Literal(mode)) => Some(mode_text(mode)),
+        Some(Expandable::Unexpanded(text)) => {
+            Some(mode_text(&FileMode::parse(&expander.text(text)?)?))
+        }
+    };
+    for pattern in exclude {
+        request.exclude.push(expander.plain(pattern)?);
+    }
+    Ok(request)
+}
+
+fn mode_text(mode: &FileMode) -> String {
+    match mode {
+        FileMode::Octal(bits) => format!("{bits:04o}"),
+        FileMode::Symbolic(text) => text.clone(),
+    }
+}
+
+/// Resolves the source of a COPY or ADD and plans the files.
+fn plan_copy(
+    build: &BuildRun<'_>,
+    run: &StageRun,
+    instruction: &Instruction,
+    request: CopyRequest,
+    from: Option<&str>,
+    inputs: &mut KeyInputs,
+    done: &BTreeMap<usize, StageResult>,
+) -> Result<Prepared> {
+    let root = root_view(build, &run.state)?;
+    let source_root;
+    let source = match from {
+        None => match build.builder.context {
+            Some(context) => CopySource::Context(context),
+            None => {
+                return Err(build.step_error(
+                    instruction,
+                    "this build has no context to copy from; pass a context folder",
+                ));
+            }
+        },
+        Some(from) => {
+            let (state, key) = source_image(build, run, instruction, from, done)?;
+            inputs.flags.insert("from".into(), key);
+            source_root = root_view(build, &state)?;
+            CopySource::Root(&source_root)
+        }
+    };
+
+    let plan = CopyPlan::new(source, &request, &root, &build.hashes).map_err(|error| {
+        BuildError::Step {
+            file: build.options.dockerfile_name.clone(),
+            line: instruction.span.start,
+            instruction: instruction.original.clone(),
+            message: error.to_string(),
+            source: None,
+        }
+    })?;
+    inputs
+        .flags
+        .insert("workdir".into(), request.workdir.clone());
+    inputs.files = Some(plan.digest());
+    inputs.file_summary = plan.summary();
+    Ok(Prepared::Copy {
+        plan: Box::new(plan),
+        root,
+    })
+}
+
+/// Returns the image state and key of a `--from` value: an earlier stage
+/// or an image in the store.
+fn source_image(
+    build: &BuildRun<'_>,
+    run: &StageRun,
+    instruction: &Instruction,
+    from: &str,
+    done: &BTreeMap<usize, StageResult>,
+) -> Result<(ImageState, String)> {
+    let source = match build.plan.resolve_source(from, run.index) {
+        FromSource::Stage(index) => match done.get(&index) {
+            Some(result) => (result.state.clone(), result.key.clone()),
+            None => {
+                return Err(build.step_error(
+                    instruction,
+                    format!("stage `{from}` was not built before this stage"),
+                ));
+            }
+        },
+        FromSource::Image(name) => {
+            let image = image::load_image(build.builder.store, &name).map_err(|error| {
+                let stages: Vec<String> = build
+                    .plan
+                    .stages
+                    .iter()
+                    .take(run.index)
+                    .map(|stage| stage.label())
+                    .collect();
+                let known = if stages.is_empty() {
+                    "no stage comes before this one".to_string()
+                } else {
+                    format!("earlier stages: {}", stages.join(", "))
+                };
+                build.step_error(
+                    instruction,
+                    format!("--from=`{from}` names no earlier stage ({known}), and {error}"),
+                )
+            })?;
+            (image.state, image.manifest_digest)
+        }
+    };
+    Ok(source)
+}
+
+/// Expands a RUN step into a sandbox spec.
+fn prepare_run(
+    build: &BuildRun<'_>,
+    run: &StageRun,
+    instruction: &Instruction,
+    command: &forge_parser::instructions::Run,
+    expander: &mut Expander<'_>,
+    inputs: &mut KeyInputs,
+    done: &BTreeMap<usize, StageResult>,
+) -> Result<Prepared> {
+    let error = |message: String| build.step_error(instruction, message);
+    let network = match &command.network {
+        None => Network::Default,
+        Some(Expandable::Literal(network)) => *network,
+        Some(Expandable::Unexpanded(text)) => {
+            let expanded = expander.text(text).map_err(error)?;
+            Network::parse(&expanded).ok_or_else(|| {
+                error(format!(
+                    "invalid network `{expanded}`: use default, none or host"
+                ))
+            })?
+        }
+    };
+    let insecure = match &command.security {
+        None => false,
+        Some(Expandable::Literal(security)) => *security == Security::Insecure,
+        Some(Expandable::Unexpanded(text)) => expander.text(text).map_err(error)? == "insecure",
+    };
+    if insecure {
+        return Err(error(
+            "RUN --security=insecure is not allowed; remove the flag".into(),
+        ));
+    }
+
+    let mounts = resolve_mounts(build, run, instruction, command, expander, inputs, done)?;
+
+    let config = &run.state.config;
+    let argv = match (&command.command, command.heredocs.first()) {
+        // A shell command that is only `<<NAME` runs the heredoc body as
+        // the script.
+        (CommandLine::Shell(text), Some(heredoc))
+            if text
+                .trim()
+                .trim_start_matches("<<")
+                .trim_start_matches('-')
+                .trim_matches(['"', '\''])
+                == heredoc.name =>
+        {
+            let mut argv = config.shell();
+            argv.push(heredoc.content.clone());
+            argv
+        }
+        (command_line, _) => command_argv(command_line, config),
+    };
+
+    // Build arguments reach RUN as environment variables unless ENV sets
+    // the same name.
+    let env_vars = config.env();
+    let mut env: Vec<(String, String)> = build
+        .args_in_scope(run)
+        .into_iter()
+        .filter(|(name, _)| !env_vars.iter().any(|(key, _)| key == name))
+        .collect();
+    env.extend(env_vars.iter().cloned());
+
+    for (name, value) in &run.args {
+        if !PROXY_ARGS.contains(&name.as_str()) {
+            inputs.args.insert(name.clone(), value.clone());
+        }
+    }
+    for (name, value) in &env_vars {
+        inputs.env.insert(name.clone(), value.clone());
+    }
+    inputs
+        .flags
+        .insert("argv".into(), serde_json::json!(argv).to_string());
+    inputs.flags.insert("user".into(), config.user());
+    inputs.flags.insert("workdir".into(), config.workdir());
+    inputs
+        .flags
+        .insert("network".into(), format!("{network:?}").to_lowercase());
+
+    Ok(Prepared::Run(Box::new(RunSpec {
+        lowers: Vec::new(),
+        upper: PathBuf::new(),
+        work: PathBuf::new(),
+        argv,
+        env,
+        workdir: config.workdir(),
+        user: config.user(),
+        network,
+        hostname: "buildkitsandbox".to_string(),
+        mounts,
+    })))
+}
+
+/// Executes a prepared step and returns its layer.
+pub(super) fn execute(
+    build: &BuildRun<'_>,
+    run: &StageRun,
+    instruction: &Instruction,
+    prepared: Prepared,
+    id: &StepId,
+) -> Result<LayerRef> {
+    let store = build.builder.store;
+    let upper = store
+        .create_work_dir()
+        .map_err(BuildError::store("create a work folder"))?;
+    match prepared {
+        Prepared::Copy { plan, root } => {
+            plan.apply(&upper, &root)
+                .map_err(|error| BuildError::Step {
+                    file: build.options.dockerfile_name.clone(),
+                    line: instruction.span.start,
+                    instruction: instruction.original.clone(),
+                    message: error.to_string(),
+                    source: None,
+                })?;
+            snapshot(build, instruction, &upper, DiffKind::Plain)
+        }
+        Prepared::Run(mut spec) => {
+            let Some(executor) = build.builder.executor else {
+                remove_quietly(&upper);
+                return Err(build.step_error(
+                    instruction,
+                    "RUN is not supported yet in this build: no sandbox executor is configured",
+                ));
+            };
+            let work = store
+                .create_work_dir()
+                .map_err(BuildError::store("create a work folder"))?;
+            spec.lowers = unpacked_lowers(build, &run.state.layers)?;
+            spec.upper = absolute(upper.clone())?;
+            spec.work = absolute(work.clone())?;
+            let mut sink = LineSink {
+                build,
+                id: id.clone(),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            };
+            let outcome = executor.run(&spec, &mut sink);
+            sink.flush();
+            remove_quietly(&work);
+            let outcome = outcome.map_err(|error| {
+                remove_quietly(&upper);
+                BuildError::Step {
+                    file: build.options.dockerfile_name.clone(),
+                    line: instruction.span.start,
+                    instruction: instruction.original.clone(),
+                    message: "the sandbox failed".to_string(),
+                    source: Some(Box::new(error)),
+                }
+            })?;
+            if !outcome.success() {
+                remove_quietly(&upper);
+                let status = match (outcome.exit_code, outcome.signal) {
+                    (Some(code), _) => format!("exit code {code}"),
+                    (None, Some(signal)) => format!("signal {signal}"),
+                    (None, None) => "an unknown status".to_string(),
+                };
+                let tail = if outcome.tail.is_empty() {
+                    String::new()
+                } else {
+                    format!("\nlast output:\n  {}", outcome.tail.join("\n  "))
+                };
+                return Err(build.step_error(
+                    instruction,
+                    format!(
+                        "the command `{}` failed with {status}{tail}",
+                        spec.argv.join(" ")
+                    ),
+                ));
+            }
+            snapshot(build, instruction, &upper, DiffKind::Overlay)
+        }
+    }
+}
+
+/// Creates the directory of a WORKDIR in a new layer when the image lacks
+/// it. Parents that exist in the image keep their mode and owner.
+///
+/// NOTE: the directory belongs to root, while BuildKit gives it to the
+/// current USER.
+pub(super) fn create_workdir(
+    build: &BuildRun<'_>,
+    run: &StageRun,
+    instruction: &Instruction,
+    dir: &str,
+) -> Result<Option<LayerRef>> {
+    let root = root_view(build, &run.state)?;
+    let io_error = |path: &Path, action: &'static str, source| BuildError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    let exists = root
+        .lstat(dir)
+        .map_err(|source| io_error(Path::new(dir), "look up the directory", source))?;
+    if exists.is_some() || dir == "/" {
+        return Ok(None);
+    }
+
+    let upper = build
+        .builder
+        .store
+        .create_work_dir()
+        .map_err(BuildError::store("create a work folder"))?;
+    let mut image_path = String::new();
+    let mut host_path = upper.clone();
+    let mut created = Vec::new();
+    for component in dir.split('/').filter(|part| !part.is_empty()) {
+        image_path.push('/');
+        image_path.push_str(component);
+        host_path.push(component);
+        fs::create_dir(&host_path)
+            .map_err(|source| io_error(&host_path, "create the directory", source))?;
+        let existing = root
+            .lstat(&image_path)
+            .map_err(|source| io_error(Path::new(&image_path), "look up the directory", source))?;
+        let mode = match &existing {
+            Some((_, metadata)) if metadata.is_dir() => {
+                if rustix::process::geteuid().is_root() {
+                    let _ = std::os::unix::fs::chown(
+                        &host_path,
+                        Some(metadata.uid()),
+                        Some(metadata.gid()),
+                    );
+                }
+                metadata.mode() & 0o7777
+            }
+            _ => 0o755,
+        };
+        created.push((host_path.clone(), mode));
+    }
+    for (path, mode) in &created {
+        fs::set_permissions(path, fs::Permissions::from_mode(*mode))
+            .map_err(|source| io_error(path, "set the mode of", source))?;
+    }
+    snapshot(build, instruction, &upper, DiffKind::Plain).map(Some)
+}
+
+/// Writes `dir` as a layer into the store and keeps it as the layer's
+/// unpacked folder.
+fn snapshot(
+    build: &BuildRun<'_>,
+    instruction: &Instruction,
+    dir: &Path,
+    kind: DiffKind,
+) -> Result<LayerRef> {
+    let store = build.builder.store;
+    let options = WriteOptions {
+        compression: build.options.compression,
+        level: build.options.compression_level,
+        source_date_epoch: build.options.source_date_epoch,
+        kind,
+    };
+    let mut writer = store
+        .blob_writer()
+        .map_err(BuildError::store("start a layer blob"))?;
+    let written = write_layer(dir, &options, &mut writer).map_err(|source| BuildError::Layer {
+        instruction: instruction.original.clone(),
+        source,
+    })?;
+    writer
+        .commit(Some(&written.digest))
+        .map_err(BuildError::store("store the layer blob"))?;
+    store
+        .adopt_unpacked(&written.diff_id, dir)
+        .map_err(BuildError::store("keep the unpacked layer"))?;
+    // When the layer was unpacked already, `dir` stays behind.
+    if dir.exists() {
+        remove_quietly(dir);
+    }
+    Ok(LayerRef {
+        descriptor: Descriptor::new(written.media_type, written.size, written.digest),
+        diff_id: written.diff_id,
+    })
+}
+
+fn remove_quietly(dir: &Path) {
+    if let Err(error) = fs::remove_dir_all(dir)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %dir.display(), %error, "cannot remove a work folder");
+    }
+}
+
+/// Splits RUN output into lines and sends them as progress events.
+struct LineSink<'a> {
+    build: &'a BuildRun<'a>,
+    id: StepId,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl LineSink<'_> {
+    fn emit(&self, stream: Stream, line: &[u8]) {
+        self.build.builder.progress.event(ProgressEvent::Output {
+            step: self.id.clone(),
+            stream,
+            line: String::from_utf8_lossy(line)
+                .trim_end_matches('\r')
+                .to_string(),
+        });
+    }
+
+    fn push(&mut self, stream: Stream, bytes: &[u8]) {
+        let mut buffer = match stream {
+            Stream::Stdout => std::mem::take(&mut self.stdout),
+            Stream::Stderr => std::mem::take(&mut self.stderr),
+        };
+        buffer.extend_from_slice(bytes);
+        while let Some(end) = buffer.iter().position(|&byte| byte == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            self.emit(stream, line.strip_suffix(b"\n").unwrap_or(&line));
+        }
+        match stream {
+            Stream::Stdout => self.stdout = buffer,
+            Stream::Stderr => self.stderr = buffer,
+        }
+    }
+
+    fn flush(&mut self) {
+        let stdout = std::mem::take(&mut self.stdout);
+        if !stdout.is_empty() {
+            self.emit(Stream::Stdout, &stdout);
+        }
+        let stderr = std::mem::take(&mut self.stderr);
+        if !stderr.is_empty() {
+            self.emit(Stream::Stderr, &stderr);
+        }
+    }
+}
+
+impl OutputSink for LineSink<'_> {
+    fn stdout(&mut self, bytes: &[u8]) {
+        self.push(Stream::Stdout, bytes);
+    }
+
+    fn stderr(&mut self, bytes: &[u8]) {
+        self.push(Stream::Stderr, bytes);
+    }
+}
+
+/// Resolves the `--mount` flags of a RUN into sandbox mounts, and records
+/// what each one contributes to the cache key: the content digest of a
+/// bind mount from the context, the key of a stage or image bound from,
+/// and the identity of cache and tmpfs mounts.
+fn resolve_mounts(
+    build: &BuildRun<'_>,
+    run: &StageRun,
+    instruction: &Instruction,
+    command: &forge_parser::instructions::Run,
+    expander: &mut Expander<'_>,
+    inputs: &mut KeyInputs,
+    done: &BTreeMap<usize, StageResult>,
+) -> Result<Vec<RunMount>> {
+    let error = |message: String| build.step_error(instruction, message);
+    let workdir = run.state.config.workdir();
+    let mut mounts = Vec::new();
+    let mut described = Vec::new();
+
+    for mount in &command.mounts {
+        let mount = match mount {
+            Expandable::Literal(mount) => expand_mount_paths(mount, expander).map_err(error)?,
+            Expandable::Unexpanded(spec) => {
+                let mut expand = |text: &str| expander.text(text);
+                Mount::parse_expanded(spec, &mut expand).map_err(|mount_error| {
+                    let hint = mount_error
+                        .hint
+                        .map(|hint| format!("; {hint}"))
+                        .unwrap_or_default();
+                    error(format!("{}{hint}", mount_error.message))
+                })?
+            }
+        };
+        let target = mount
+            .target
+            .as_deref()
+            .map(|target| join_workdir(&workdir, target));
+
+        let kind = match mount.kind {
+            MountType::Bind => {
+                let source_path = clean_path(mount.source.as_deref().unwrap_or("/"));
+                let source = match &mount.from {
+                    None => {
+                        let Some(context) = build.builder.context else {
+                            return Err(error(
+                                "RUN --mount=type=bind needs a build context; pass a context folder"
+                                    .into(),
+                            ));
+                        };
+                        // The digest of the mounted files enters the key,
+                        // as for a COPY of the same source.
+                        let request = CopyRequest {
+                            sources: vec![source_path.clone()],
+                            destination: "/".to_string(),
+                            workdir: "/".to_string(),
+                            ..CopyRequest::default()
+                        };
+                        let plan = CopyPlan::new(
+                            CopySource::Context(context),
+                            &request,
+                            &RootView::empty(),
+                            &build.hashes,
+                        )
+                        .map_err(|copy_error| error(copy_error.to_string()))?;
+                        described.push(format!("bind context:{source_path} {}", plan.digest()));
+                        context.root().join(source_path.trim_start_matches('/'))
+                    }
+                    Some(from) => {
+                        let (state, key) = source_image(build, run, instruction, from, done)?;
+                        described.push(format!("bind {key}:{source_path}"));
+                        // NOTE: a directory is bound from the top layer
+                        // that contains it, so content that lower layers
+                        // add to the same directory is not visible.
+                        let view = root_view(build, &state)?;
+                        match view.lstat(&source_path) {
+                            Ok(Some((host, _))) => host,
+                            Ok(None) => {
+                                return Err(error(format!(
+                                    "mount source `{source_path}` does not exist in `{from}`"
+                                )));
+                            }
+                            Err(io_error) => {
+                                return Err(error(format!(
+                                    "cannot look up mount source `{source_path}` in `{from}`: {io_error}"
+                                )));
+                            }
+                        }
+                    }
+                };
+                RunMountKind::Bind {
+                    source,
+                    read_write: !mount.read_only,
+                }
+            }
+            MountType::Cache => {
+                let Some(root) = &build.options.cache_mounts else {
+                    return Err(error(
+                        "RUN --mount=type=cache needs a folder for cache mounts, and this build has none"
+                            .into(),
+                    ));
+                };
+                let id = mount
+                    .id
+                    .clone()
+                    .or_else(|| target.clone())
+                    .unwrap_or_default();
+                let name = {
+                    use sha2::Digest as _;
+                    hex::encode(sha2::Sha256::digest(id.as_bytes()))
+                };
+                described.push(format!("cache {id}"));
+                RunMountKind::Cache {
+                    source: root.join(name),
+                    uid: mount.uid.unwrap_or(0),
+                    gid: mount.gid.unwrap_or(0),
+                    mode: mount.mode.unwrap_or(0o755),
+                    read_only: mount.read_only,
+                }
+            }
+            MountType::Tmpfs => {
+                described.push(format!("tmpfs {:?}", mount.size));
+                RunMountKind::Tmpfs { size: mount.size }
+            }
+            MountType::Secret | MountType::Ssh => {
+                // TODO: pass secrets and the SSH agent from `forge build`
+                // flags; until then these mounts are rejected.
+                return Err(error(format!(
+                    "RUN --mount=type={} is not supported yet; remove the mount",
+                    mount.kind.as_str()
+                )));
+            }
+        };
+        if let Some(target) = &target {
+            described.push(format!("target {target}"));
+        }
+        mounts.push(RunMount { target, kind });
+    }
+
+    if !described.is_empty() {
+        inputs
+            .flags
+            .insert("mounts".into(), serde_json::json!(described).to_string());
+    }
+    Ok(mounts)
+}
+
+/// Expands the path and name fields of a mount that the parser typed
+/// with their variables kept.
+fn expand_mount_paths(
+    mount: &Mount,
+    expander: &mut Expander<'_>,
+) -> std::result::Result<Mount, String> {
+    let mut expanded = mount.clone();
+    for field in [
+        &mut expanded.target,
+        &mut expanded.source,
+        &mut expanded.from,
+        &mut expanded.id,
+        &mut expanded.env,
+    ] {
+        if let Some(value) = field.as_mut() {
+            *value = expander.plain(value)?;
+        }
+    }
+    Ok(expanded)
+}
