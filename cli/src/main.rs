@@ -3,6 +3,8 @@
 
 mod commands;
 mod exit;
+mod names;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +29,28 @@ struct Cli {
 enum Command {
     /// Parse a Dockerfile and print its instructions.
     Parse(commands::parse::ParseArgs),
+    /// Build an image from a Dockerfile and a context.
+    Build(commands::build::BuildArgs),
+    /// List images.
+    Images(commands::images::ImagesArgs),
+    /// Show the manifest, config, names and size of images as JSON.
+    Inspect(commands::inspect::InspectArgs),
+    /// Show the steps that made an image.
+    History(commands::history::HistoryArgs),
+    /// Give an image another name.
+    Tag(commands::tag::TagArgs),
+    /// Remove image names; `forge prune` then frees their blobs.
+    Rmi(commands::rmi::RmiArgs),
+    /// Remove blobs, layers and build cache that no image name reaches.
+    Prune(commands::prune::PruneArgs),
+    /// Check or repair the store.
+    Store(commands::store::StoreArgs),
+    /// Make an image from a root file system tar.
+    Import(commands::import::ImportArgs),
+    /// Write images to an OCI archive, an OCI layout folder or a docker-archive.
+    Save(commands::save::SaveArgs),
+    /// Read images from an archive or OCI layout folder into the store.
+    Load(commands::load::LoadArgs),
 }
 
 /// Options every command may need, taken from the global flags.
@@ -54,7 +78,17 @@ fn main() -> ExitCode {
     let globals = Globals { root: cli.root };
     let result = match cli.command {
         Command::Parse(args) => commands::parse::run(&args),
+        Command::Build(args) => commands::build::run(&globals, &args),
+        Command::Images(args) => commands::images::run(&globals, &args),
+        Command::Inspect(args) => commands::inspect::run(&globals, &args),
+        Command::History(args) => commands::history::run(&globals, &args),
+        Command::Tag(args) => commands::tag::run(&globals, &args),
+        Command::Rmi(args) => commands::rmi::run(&globals, &args),
+        Command::Prune(args) => commands::prune::run(&globals, &args),
+        Command::Store(args) => commands::store::run(&globals, &args),
+        Command::Import(args) => commands::import::run(&globals, &args),
+        Command::Save(args) => commands::save::run(&globals, &args),
+        Command::Load(args) => commands::load::run(&globals, &args),
     };
-    let _ = &globals;
     exit::report(result)
 }

@@ -1,0 +1,419 @@
+//! Runs `forge import`, `forge save` and `forge load` on a busybox root
+//! file system and reads the results back with `forge images`, skopeo,
+//! umoci and podman.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// A temporary folder with a busybox root file system tar and a store.
+struct Fixture {
+    dir: tempfile::TempDir,
+    rootfs: PathBuf,
+}
+
+impl Fixture {
+    /// Writes the busybox root file system tar; `None` when busybox is not
+    /// installed and the test should skip.
+    fn new() -> Option<Fixture> {
+        if !forge_testkit::require_tool("busybox") {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let rootfs = dir.path().join("rootfs.tar");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/busybox-rootfs.sh");
+        let output = Command::new("bash")
+            .arg(script)
+            .arg(&rootfs)
+            .output()
+            .expect("bash runs");
+        assert!(
+            output.status.success(),
+            "busybox-rootfs.sh: {}",
+            stderr(&output)
+        );
+        Some(Fixture { dir, rootfs })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `forge --root STORE ARGS...` for the store folder `store`.
+    fn forge(&self, store: &str, args: &[&str]) -> Output {
+        self.forge_command(store, args)
+            .output()
+            .expect("forge runs")
+    }
+
+    fn forge_command(&self, store: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_forge"));
+        command
+            .arg("--root")
+            .arg(self.path(store))
+            .args(args)
+            .env_remove("FORGE_ROOT");
+        command
+    }
+
+    /// Imports the busybox tar into `store` as `name` and returns the
+    /// printed image id.
+    fn import(&self, store: &str, name: &str) -> String {
+        let rootfs = self.rootfs.to_string_lossy().into_owned();
+        let output = self.forge(
+            store,
+            &["import", &rootfs, name, "--change", r#"CMD ["sh"]"#],
+        );
+        assert_eq!(output.status.code(), Some(0), "import: {}", stderr(&output));
+        stdout(&output).trim().to_string()
+    }
+
+    /// Returns `forge inspect` of one image.
+    fn inspect(&self, store: &str, image: &str) -> Value {
+        let output = self.forge(store, &["inspect", image]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "inspect: {}",
+            stderr(&output)
+        );
+        let array: Value = serde_json::from_str(&stdout(&output)).expect("JSON output");
+        array[0].clone()
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn run_tool(command: &mut Command) -> Output {
+    let output = command.output().expect("tool runs");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        stderr(&output)
+    );
+    output
+}
+
+#[test]
+fn import_names_image_and_images_lists_it() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    let id = fixture.import("store", "busybox");
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(id.len(), 71, "{id}");
+
+    let listed = fixture.forge("store", &["images"]);
+    let text = stdout(&listed);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let cells: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(cells[0], "busybox");
+    assert_eq!(cells[1], "latest");
+    assert_eq!(cells[2], &id["sha256:".len().."sha256:".len() + 12]);
+    assert!(lines[1].contains("ago"), "{}", lines[1]);
+
+    let image = fixture.inspect("store", "busybox");
+    assert_eq!(image["Id"], id);
+    assert_eq!(image["Config"]["config"]["Cmd"], serde_json::json!(["sh"]));
+    assert_eq!(image["Config"]["os"], "linux");
+}
+
+#[test]
+fn import_applies_changes_and_message() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    let rootfs = fixture.rootfs.to_string_lossy().into_owned();
+    let output = fixture.forge(
+        "store",
+        &[
+            "import",
+            &rootfs,
+            "localhost:5000/base:v1",
+            "-c",
+            "ENV PATH=/bin:/sbin",
+            "-c",
+            "WORKDIR /srv",
+            "-c",
+            "EXPOSE 8080",
+            "-c",
+            "ENTRYPOINT /bin/sh",
+            "-m",
+            "imported by a test",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let image = fixture.inspect("store", "localhost:5000/base:v1");
+    let config = &image["Config"]["config"];
+    assert_eq!(config["Env"], serde_json::json!(["PATH=/bin:/sbin"]));
+    assert_eq!(config["WorkingDir"], "/srv");
+    assert!(config["ExposedPorts"].get("8080/tcp").is_some(), "{config}");
+    assert_eq!(
+        config["Entrypoint"],
+        serde_json::json!(["/bin/sh", "-c", "/bin/sh"])
+    );
+
+    let history = fixture.forge("store", &["history", "localhost:5000/base:v1"]);
+    assert!(
+        stdout(&history).contains("imported by a test"),
+        "{}",
+        stdout(&history)
+    );
+}
+
+#[test]
+fn import_rejects_bad_change_and_names_nothing() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    let rootfs = fixture.rootfs.to_string_lossy().into_owned();
+    let output = fixture.forge("store", &["import", &rootfs, "bad", "--change", "RUN make"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("RUN is not allowed in --change"),
+        "{}",
+        stderr(&output)
+    );
+
+    let listed = fixture.forge("store", &["images", "-q"]);
+    assert_eq!(stdout(&listed), "");
+
+    let missing = fixture.forge("store", &["import", "/nonexistent/rootfs.tar", "x"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("/nonexistent/rootfs.tar"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn import_reads_standard_input() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    let mut child = fixture
+        .forge_command("store", &["import", "-", "piped:v1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("forge starts");
+    let tar = std::fs::read(&fixture.rootfs).expect("rootfs tar");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(&tar)
+        .expect("tar sent");
+    let output = child.wait_with_output().expect("forge finishes");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // The same tar gives the same layer as an import from a file.
+    fixture.import("store", "from-file");
+    let piped = fixture.inspect("store", "piped:v1");
+    let from_file = fixture.inspect("store", "from-file");
+    assert_eq!(piped["Manifest"]["layers"], from_file["Manifest"]["layers"]);
+}
+
+#[test]
+fn save_and_load_keep_digest() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    fixture.import("first", "busybox");
+    let original = fixture.inspect("first", "busybox");
+
+    for (format, file) in [("oci", "busybox.tar"), ("oci-dir", "layout")] {
+        let path = fixture.path(file).to_string_lossy().into_owned();
+        let save = fixture.forge(
+            "first",
+            &["save", "busybox", "--format", format, "-o", &path],
+        );
+        assert_eq!(
+            save.status.code(),
+            Some(0),
+            "save {format}: {}",
+            stderr(&save)
+        );
+
+        let store = format!("second-{format}");
+        let load = fixture.forge(&store, &["load", "-i", &path]);
+        assert_eq!(
+            load.status.code(),
+            Some(0),
+            "load {format}: {}",
+            stderr(&load)
+        );
+        assert_eq!(stdout(&load), "Loaded image: busybox:latest\n");
+
+        let loaded = fixture.inspect(&store, "busybox");
+        assert_eq!(loaded["Digest"], original["Digest"], "{format}");
+        assert_eq!(loaded["Id"], original["Id"], "{format}");
+    }
+}
+
+#[test]
+fn load_reads_standard_input() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    fixture.import("first", "busybox");
+    let archive = fixture.path("busybox.tar");
+    let path = archive.to_string_lossy().into_owned();
+    let save = fixture.forge("first", &["save", "busybox", "-o", &path]);
+    assert_eq!(save.status.code(), Some(0), "{}", stderr(&save));
+
+    let output = fixture
+        .forge_command("second", &["load"])
+        .stdin(std::fs::File::open(&archive).expect("archive opens"))
+        .output()
+        .expect("forge runs");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "Loaded image: busybox:latest\n");
+
+    // The copy of standard input does not stay in the store.
+    let tmp = fixture.path("second").join("forge/tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp).expect("tmp folder").collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn save_to_standard_output_is_an_oci_archive() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    if !forge_testkit::require_tool("skopeo") {
+        return;
+    }
+    fixture.import("store", "busybox:v2");
+    let archive = fixture.path("piped.tar");
+    let output = fixture
+        .forge_command("store", &["save", "busybox:v2"])
+        .stdout(std::fs::File::create(&archive).expect("archive file"))
+        .output()
+        .expect("forge runs");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let inspected = run_tool(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci-archive:{}", archive.display())),
+    );
+    let theirs: Value = serde_json::from_slice(&inspected.stdout).expect("skopeo JSON");
+    assert_eq!(
+        theirs["Digest"],
+        fixture.inspect("store", "busybox:v2")["Digest"]
+    );
+}
+
+#[test]
+fn save_missing_image_fails_and_writes_nothing() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    fixture.import("store", "busybox");
+    let path = fixture.path("out.tar");
+    let output = fixture.forge(
+        "store",
+        &["save", "busybox", "busybx", "-o", &path.to_string_lossy()],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("no image named busybx:latest; did you mean busybox:latest?"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!path.exists(), "a failed save left {}", path.display());
+}
+
+#[test]
+fn oci_dir_unpacks_with_umoci() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    if !forge_testkit::require_tool("umoci") {
+        return;
+    }
+    fixture.import("store", "busybox");
+    let layout = fixture.path("layout");
+    let save = fixture.forge(
+        "store",
+        &[
+            "save",
+            "busybox",
+            "--format",
+            "oci-dir",
+            "-o",
+            &layout.to_string_lossy(),
+        ],
+    );
+    assert_eq!(save.status.code(), Some(0), "{}", stderr(&save));
+
+    let bundle = fixture.path("bundle");
+    run_tool(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:busybox:latest", layout.display()))
+            .arg(&bundle),
+    );
+    assert!(bundle.join("rootfs/bin/busybox").is_file());
+    let passwd = std::fs::read_to_string(bundle.join("rootfs/etc/passwd")).expect("passwd");
+    assert!(passwd.starts_with("root:x:0:0:"), "{passwd}");
+}
+
+#[test]
+fn docker_archive_loads_in_podman() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    if !forge_testkit::require_tool("podman") || !forge_testkit::require_root("podman load") {
+        return;
+    }
+    let id = fixture.import("store", "busybox");
+    let archive = fixture.path("docker.tar");
+    let save = fixture.forge(
+        "store",
+        &[
+            "save",
+            "busybox",
+            "--format",
+            "docker",
+            "-o",
+            &archive.to_string_lossy(),
+        ],
+    );
+    assert_eq!(save.status.code(), Some(0), "{}", stderr(&save));
+
+    let podman = |args: &[&str]| {
+        let mut command = Command::new("podman");
+        command
+            .args(["--runtime", "runc", "--storage-driver", "vfs", "--root"])
+            .arg(fixture.path("podman/root"))
+            .arg("--runroot")
+            .arg(fixture.path("podman/run"))
+            .args(args);
+        command
+    };
+    let loaded = run_tool(podman(&["load", "-i", &archive.to_string_lossy()]).arg("-q"));
+    assert!(
+        stdout(&loaded).contains("busybox:latest"),
+        "{}",
+        stdout(&loaded)
+    );
+
+    let inspected = run_tool(&mut podman(&["image", "inspect", "busybox:latest"]));
+    let theirs: Value = serde_json::from_slice(&inspected.stdout).expect("podman JSON");
+    assert_eq!(theirs[0]["Id"], id["sha256:".len()..]);
+    assert_eq!(theirs[0]["Config"]["Cmd"], serde_json::json!(["sh"]));
+}

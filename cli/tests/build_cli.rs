@@ -1,0 +1,410 @@
+//! Runs `forge build` as a user would, with `--root` in a temporary
+//! folder: images read back with skopeo, quiet and JSON output, a context
+//! from standard input, a busybox base made with `forge import`, and the
+//! messages and exit codes of bad input.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().expect("temporary folder"),
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn context(&self) -> PathBuf {
+        self.dir.path().join("context")
+    }
+
+    fn write(&self, path: &str, content: &str) {
+        let path = self.context().join(path);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("parent folder");
+        }
+        fs::write(path, content).expect("context file");
+    }
+
+    fn forge(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_forge"));
+        command
+            .arg("--root")
+            .arg(self.root())
+            .env_remove("SOURCE_DATE_EPOCH");
+        command
+    }
+
+    fn build(&self, extra: &[&str]) -> Output {
+        self.forge()
+            .arg("build")
+            .arg("--progress")
+            .arg("plain")
+            .args(extra)
+            .arg(self.context())
+            .output()
+            .expect("forge runs")
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn skopeo_config(root: &Path, name: &str) -> Option<serde_json::Value> {
+    if !forge_testkit::require_tool("skopeo") {
+        return None;
+    }
+    let output = Command::new("skopeo")
+        .arg("inspect")
+        .arg("--config")
+        .arg(format!("oci:{}:{name}", root.display()))
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        output.status.success(),
+        "skopeo failed: {}",
+        text(&output.stderr)
+    );
+    Some(serde_json::from_slice(&output.stdout).expect("skopeo prints JSON"))
+}
+
+#[test]
+fn build_copy_is_readable_by_skopeo() {
+    let workspace = Workspace::new();
+    workspace.write("app/hello.txt", "hello\n");
+    workspace.write(
+        "Dockerfile",
+        "FROM scratch\nCOPY app /app\nENV GREETING=hi\nCMD [\"/app/hello.txt\"]\n",
+    );
+    let output = workspace.build(&["-t", "hello"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("Step 2/4 : COPY app /app"), "{stderr}");
+    assert!(
+        stderr.contains("Successfully tagged hello:latest"),
+        "{stderr}"
+    );
+    let id = text(&output.stdout).trim().to_string();
+    assert!(id.starts_with("sha256:"), "{id}");
+
+    if let Some(config) = skopeo_config(&workspace.root(), "hello:latest") {
+        assert_eq!(config["config"]["Env"], serde_json::json!(["GREETING=hi"]));
+        assert_eq!(
+            config["config"]["Cmd"],
+            serde_json::json!(["/app/hello.txt"])
+        );
+        assert_eq!(
+            config["rootfs"]["diff_ids"].as_array().map(Vec::len),
+            Some(1)
+        );
+    }
+}
+
+#[test]
+fn second_build_uses_cache() {
+    let workspace = Workspace::new();
+    workspace.write("a.txt", "a\n");
+    workspace.write("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\n");
+    let first = workspace.build(&[]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let second = workspace.build(&[]);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let stderr = text(&second.stderr);
+    assert!(stderr.contains(" ---> Using cache"), "{stderr}");
+    assert_eq!(text(&first.stdout), text(&second.stdout));
+}
+
+#[test]
+fn quiet_prints_only_image_id() {
+    let workspace = Workspace::new();
+    workspace.write("Dockerfile", "FROM scratch\nENV A=1\n");
+    let iidfile = workspace.dir.path().join("iid");
+    let output = workspace
+        .forge()
+        .arg("build")
+        .arg("-q")
+        .arg("--iidfile")
+        .arg(&iidfile)
+        .arg(workspace.context())
+        .output()
+        .expect("forge runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("sha256:"), "{stdout}");
+    assert_eq!(text(&output.stderr), "");
+    let written = fs::read_to_string(&iidfile).expect("iidfile written");
+    assert_eq!(written, stdout.trim());
+}
+
+#[test]
+fn json_progress_prints_one_event_per_line() {
+    let workspace = Workspace::new();
+    workspace.write("Dockerfile", "FROM scratch\nENV A=1\n");
+    let output = workspace
+        .forge()
+        .args(["build", "--progress", "json"])
+        .arg(workspace.context())
+        .output()
+        .expect("forge runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let events: Vec<serde_json::Value> = text(&output.stderr)
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|event| event["event"].as_str())
+        .collect();
+    assert!(kinds.contains(&"step_started"), "{kinds:?}");
+    assert!(kinds.contains(&"cache_miss"), "{kinds:?}");
+    assert!(kinds.contains(&"step_finished"), "{kinds:?}");
+}
+
+#[test]
+fn dockerfile_from_stdin() {
+    let workspace = Workspace::new();
+    fs::create_dir_all(workspace.context()).expect("context");
+    let mut child = workspace
+        .forge()
+        .args(["build", "-q", "-t", "stdin-df", "-f", "-"])
+        .arg(workspace.context())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("forge starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"FROM scratch\nLABEL from=stdin\n")
+        .expect("write Dockerfile");
+    let output = child.wait_with_output().expect("forge finishes");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+#[test]
+fn context_from_stdin_tar() {
+    let workspace = Workspace::new();
+    workspace.write("Dockerfile", "FROM scratch\nCOPY data.txt /data.txt\n");
+    workspace.write("data.txt", "data\n");
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(workspace.context())
+        .args(["-cf", "-", "."])
+        .output()
+        .expect("tar runs");
+    assert!(tar.status.success());
+    let mut child = workspace
+        .forge()
+        .args(["build", "--progress", "plain", "-t", "from-tar", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("forge starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&tar.stdout)
+        .expect("write tar");
+    let output = child.wait_with_output().expect("forge finishes");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("COPY data.txt /data.txt"));
+}
+
+#[test]
+fn reproducible_with_source_date_epoch() {
+    let manifest_of = || {
+        let workspace = Workspace::new();
+        workspace.write("f.txt", "same\n");
+        workspace.write("Dockerfile", "FROM scratch\nCOPY f.txt /f.txt\nENV A=1\n");
+        let output = workspace
+            .forge()
+            .args(["build", "-q", "-t", "repro"])
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .arg(workspace.context())
+            .output()
+            .expect("forge runs");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let index = fs::read_to_string(workspace.root().join("index.json")).expect("index");
+        let index: serde_json::Value = serde_json::from_str(&index).expect("index JSON");
+        index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = manifest_of();
+    let second = manifest_of();
+    assert!(first.starts_with("sha256:"), "{first}");
+    assert_eq!(first, second);
+}
+
+fn expect_failure(output: &Output, needle: &str) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
+}
+
+#[test]
+fn missing_source_exits_one() {
+    let workspace = Workspace::new();
+    workspace.write("Dockerfile", "FROM scratch\nCOPY missing-file.txt /\n");
+    expect_failure(&workspace.build(&[]), "missing-file.txt");
+}
+
+#[test]
+fn source_outside_context_exits_one() {
+    let workspace = Workspace::new();
+    workspace.write("Dockerfile", "FROM scratch\nCOPY ../../etc/passwd /\n");
+    expect_failure(&workspace.build(&[]), "etc/passwd");
+}
+
+#[test]
+fn unknown_from_stage_exits_one() {
+    let workspace = Workspace::new();
+    workspace.write("Dockerfile", "FROM scratch\nCOPY --from=builder /a /a\n");
+    expect_failure(&workspace.build(&[]), "builder");
+}
+
+#[test]
+fn unknown_chown_user_exits_one() {
+    let workspace = Workspace::new();
+    workspace.write("f.txt", "f\n");
+    workspace.write(
+        "Dockerfile",
+        "FROM scratch\nCOPY --chown=nobody-here f.txt /f\n",
+    );
+    expect_failure(&workspace.build(&[]), "nobody-here");
+}
+
+#[test]
+fn other_platform_is_rejected() {
+    let workspace = Workspace::new();
+    workspace.write("Dockerfile", "FROM scratch\n");
+    expect_failure(
+        &workspace.build(&["--platform", "linux/arm64"]),
+        "linux/arm64",
+    );
+}
+
+#[test]
+fn other_output_type_is_rejected() {
+    let workspace = Workspace::new();
+    workspace.write("Dockerfile", "FROM scratch\n");
+    expect_failure(
+        &workspace.build(&["--output", "type=local,dest=out"]),
+        "type=local",
+    );
+}
+
+#[test]
+fn unknown_target_exits_one() {
+    let workspace = Workspace::new();
+    workspace.write("Dockerfile", "FROM scratch AS one\n");
+    expect_failure(&workspace.build(&["--target", "two"]), "`two`");
+}
+
+/// Imports the busybox root file system as `busybox:latest`; `false` when
+/// busybox is missing and the test should be skipped.
+fn import_busybox(workspace: &Workspace) -> bool {
+    if !forge_testkit::require_tool("busybox") {
+        return false;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/busybox-rootfs.sh");
+    let rootfs = workspace.dir.path().join("busybox.tar");
+    let made = Command::new("bash")
+        .arg(&script)
+        .arg(&rootfs)
+        .output()
+        .expect("script runs");
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let imported = workspace
+        .forge()
+        .arg("import")
+        .arg(&rootfs)
+        .arg("busybox")
+        .output()
+        .expect("forge import runs");
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    true
+}
+
+#[test]
+fn busybox_base_from_import() {
+    let workspace = Workspace::new();
+    if !import_busybox(&workspace) {
+        return;
+    }
+    workspace.write("f.txt", "f\n");
+    workspace.write(
+        "Dockerfile",
+        "FROM busybox\nCOPY --chown=nobody:nogroup f.txt /home/f.txt\nWORKDIR /home\n",
+    );
+    let output = workspace.build(&["-t", "on-busybox"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    if let Some(config) = skopeo_config(&workspace.root(), "on-busybox:latest") {
+        // The busybox layer, then COPY; /home exists, so WORKDIR adds none.
+        assert_eq!(
+            config["rootfs"]["diff_ids"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(config["config"]["WorkingDir"], "/home");
+    }
+}
+
+#[test]
+fn run_steps_in_sandbox() {
+    if !forge_testkit::require_root("run_steps_in_sandbox") {
+        return;
+    }
+    let workspace = Workspace::new();
+    if !import_busybox(&workspace) {
+        return;
+    }
+    workspace.write("src/in.txt", "from the context\n");
+    workspace.write(
+        "Dockerfile",
+        "FROM busybox AS tools\n\
+         RUN mkdir /out && echo from-stage > /out/o.txt\n\
+         FROM busybox\n\
+         ARG GREETING=hello\n\
+         RUN echo \"$GREETING\" > /greeting\n\
+         RUN --mount=type=bind,source=src,target=/mnt cat /mnt/in.txt\n\
+         RUN --mount=from=tools,source=/out,target=/o cat /o/o.txt\n\
+         RUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log\n",
+    );
+    let output = workspace.build(&["-t", "ran"]);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("from the context"), "{stderr}");
+    assert!(stderr.contains("from-stage"), "{stderr}");
+
+    // A new build argument value reruns the steps from the first RUN that
+    // reads it; the cache mount keeps its content.
+    let again = workspace.build(&["--build-arg", "GREETING=hi"]);
+    let stderr = text(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(stderr.contains("build argument `GREETING`"), "{stderr}");
+    assert!(stderr.lines().any(|line| line.trim() == "2"), "{stderr}");
+
+    let failing = Workspace::new();
+    if !import_busybox(&failing) {
+        return;
+    }
+    failing.write("Dockerfile", "FROM busybox\nRUN exit 7\n");
+    expect_failure(&failing.build(&[]), "exit code 7");
+}
