@@ -931,3 +931,156 @@ fn overlay_upper_dir_becomes_layer() {
         assert_eq!(node.mode, actual_node.mode);
     }
 }
+
+// ---- xattr values with newline and NUL bytes ----
+
+/// A `user.test` value with the bytes that newline-splitting PAX readers lose.
+const BINARY_VALUE: &[u8] = b"line one\nline two\0after nul\n\n=x\n";
+
+/// Gives `path` a `security.capability` value with a newline byte: the
+/// capability set 0x0a (`CAP_DAC_OVERRIDE` and `CAP_FOWNER`) is byte 10.
+fn set_capability(path: &Path) {
+    let setcap = Command::new("setcap")
+        .arg("cap_dac_override,cap_fowner,cap_net_raw+ep")
+        .arg(path)
+        .status();
+    if !matches!(setcap, Ok(status) if status.success()) {
+        let mut capability = vec![0u8; 20];
+        capability[..4].copy_from_slice(&0x0200_0001u32.to_le_bytes());
+        capability[4..8].copy_from_slice(&(0x0au32 | 1 << 13).to_le_bytes());
+        set_xattr(path, "security.capability", &capability);
+    }
+}
+
+#[test]
+fn binary_xattrs_survive_roundtrip() {
+    if !require_root("binary_xattrs_survive_roundtrip") {
+        return;
+    }
+    let source = tempfile::tempdir().unwrap();
+    let binary = source.path().join("binary");
+    fs::write(&binary, b"\x7fELF").unwrap();
+    set_capability(&binary);
+    set_xattr(&binary, "user.test", BINARY_VALUE);
+    fs::create_dir(source.path().join("dir")).unwrap();
+    set_xattr(&source.path().join("dir"), "user.test", BINARY_VALUE);
+    let expected = read_xattrs(&binary);
+    let capability = expected
+        .iter()
+        .find(|(name, _)| name == b"security.capability")
+        .map(|(_, value)| value.clone())
+        .unwrap();
+    assert!(capability.contains(&b'\n'), "{capability:?}");
+
+    for compression in [Compression::None, Compression::Gzip] {
+        let (_, blob) = write(source.path(), compression);
+        let tar = decompressed(&blob);
+        let dest = tempfile::tempdir().unwrap();
+        extract(&tar[..], dest.path(), &ExtractOptions::default()).unwrap();
+        assert_eq!(read_xattrs(&dest.path().join("binary")), expected);
+        assert_eq!(
+            read_xattrs(&dest.path().join("dir")),
+            vec![(b"user.test".to_vec(), BINARY_VALUE.to_vec())]
+        );
+    }
+}
+
+#[test]
+fn binary_xattr_from_system_tar_survives() {
+    let source = tempfile::tempdir().unwrap();
+    let file = source.path().join("f");
+    fs::write(&file, b"content").unwrap();
+    set_xattr(&file, "user.test", BINARY_VALUE);
+    let archive = source.path().join("layer.tar");
+    run(Command::new("tar")
+        .args(["--format=pax", "--xattrs", "--xattrs-include=user.*", "-cf"])
+        .arg(&archive)
+        .arg("-C")
+        .arg(source.path())
+        .arg("f"));
+
+    let dest = tempfile::tempdir().unwrap();
+    let tar = fs::read(&archive).unwrap();
+    extract(&tar[..], dest.path(), &ExtractOptions::default()).unwrap();
+    assert_eq!(fs::read(dest.path().join("f")).unwrap(), b"content");
+    assert_eq!(
+        read_xattrs(&dest.path().join("f")),
+        vec![(b"user.test".to_vec(), BINARY_VALUE.to_vec())]
+    );
+}
+
+// ---- bzip2 and xz made by the system tools ----
+
+/// Compresses `input` with a system tool reading standard input.
+fn compress_with(tool: &str, input: &[u8]) -> Vec<u8> {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("input");
+    fs::write(&path, input).unwrap();
+    run(Command::new(tool).arg("-k").arg(&path));
+    let extension = if tool == "bzip2" { "bz2" } else { "xz" };
+    fs::read(directory.path().join(format!("input.{extension}"))).unwrap()
+}
+
+fn extract_compressed_by(tool: &str) {
+    let source = tempfile::tempdir().unwrap();
+    fs::create_dir(source.path().join("dir")).unwrap();
+    fs::write(source.path().join("dir/file"), b"hello layer\n").unwrap();
+    fs::write(source.path().join("big"), pseudo_random(300_000, 8)).unwrap();
+    symlink("dir/file", source.path().join("symlink")).unwrap();
+    let (_, tar) = write(source.path(), Compression::None);
+
+    let compressed = compress_with(tool, &tar);
+    assert_ne!(compressed, tar);
+    assert_eq!(decompressed(&compressed), tar);
+
+    let dest = tempfile::tempdir().unwrap();
+    let stream = decompress(Box::new(Cursor::new(compressed))).unwrap();
+    extract(stream, dest.path(), &ExtractOptions::default()).unwrap();
+    let expected = snapshot(source.path());
+    let actual = snapshot(dest.path());
+    assert_eq!(
+        expected.keys().collect::<Vec<_>>(),
+        actual.keys().collect::<Vec<_>>()
+    );
+    for (path, node) in &expected {
+        assert_eq!(Some(node), actual.get(path));
+    }
+}
+
+#[test]
+fn bzip2_layer_from_system_tool() {
+    extract_compressed_by("bzip2");
+}
+
+#[test]
+fn xz_layer_from_system_tool() {
+    extract_compressed_by("xz");
+}
+
+#[test]
+fn system_tar_bzip2_and_xz_archives() {
+    let source = tempfile::tempdir().unwrap();
+    let content = source.path().join("content");
+    fs::create_dir_all(content.join("sub")).unwrap();
+    fs::write(content.join("sub/a"), b"archive file").unwrap();
+    for (flag, name) in [("-j", "archive.tar.bz2"), ("-J", "archive.tar.xz")] {
+        let archive = source.path().join(name);
+        run(Command::new("tar")
+            .arg("-c")
+            .arg(flag)
+            .arg("-f")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&content)
+            .arg("."));
+        let dest = tempfile::tempdir().unwrap();
+        let blob = fs::read(&archive).unwrap();
+        let stream = decompress(Box::new(Cursor::new(blob))).unwrap();
+        extract(stream, dest.path(), &ExtractOptions::default()).unwrap();
+        assert_eq!(
+            fs::read(dest.path().join("sub/a")).unwrap(),
+            b"archive file",
+            "{name}"
+        );
+    }
+}

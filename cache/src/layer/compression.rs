@@ -270,15 +270,15 @@ fn detect(magic: &[u8]) -> Detected {
 
 /// Wraps a possibly compressed reader so that it yields the uncompressed bytes.
 ///
-/// The format is detected from the first bytes, never from a name: gzip
-/// (including streams of several members) and zstd are decompressed, and
-/// anything else is passed through as an uncompressed tar stream.
+/// The format is detected from the first bytes, never from a name. Gzip,
+/// zstd, bzip2 and xz are decompressed, each including streams of several
+/// concatenated members (as `pigz`, `pbzip2` and `pixz` write them).
+/// Anything else is passed through as an uncompressed tar stream.
 ///
 /// # Errors
 ///
-/// [`LayerError::Read`] when the first bytes cannot be read, and
-/// [`LayerError::UnsupportedCompression`] for bzip2 and xz, which this build
-/// does not decompress.
+/// [`LayerError::Read`] when the first bytes cannot be read or a zstd
+/// decoder cannot be created. Corrupt compressed data fails later, on read.
 pub fn decompress<'a>(
     mut reader: Box<dyn Read + Send + 'a>,
 ) -> Result<Box<dyn Read + Send + 'a>, LayerError> {
@@ -304,8 +304,10 @@ pub fn decompress<'a>(
                 .map_err(|source| LayerError::Read { source })?;
             Ok(Box::new(decoder))
         }
-        Detected::Bzip2 => Err(LayerError::UnsupportedCompression { format: "bzip2" }),
-        Detected::Xz => Err(LayerError::UnsupportedCompression { format: "xz" }),
+        Detected::Bzip2 => Ok(Box::new(bzip2::read::MultiBzDecoder::new(stream))),
+        Detected::Xz => Ok(Box::new(liblzma::read::XzDecoder::new_multi_decoder(
+            stream,
+        ))),
         Detected::Plain => Ok(stream),
     }
 }
@@ -433,16 +435,41 @@ mod tests {
     }
 
     #[test]
-    fn decompress_rejects_xz_and_bzip2() {
-        let xz = decompress(Box::new(Cursor::new(b"\xfd7zXZ\x00rest".to_vec())));
-        assert!(matches!(
-            xz,
-            Err(LayerError::UnsupportedCompression { format: "xz" })
-        ));
-        let bzip2 = decompress(Box::new(Cursor::new(b"BZh91AY".to_vec())));
-        assert!(matches!(
-            bzip2,
-            Err(LayerError::UnsupportedCompression { format: "bzip2" })
-        ));
+    fn decompress_reads_concatenated_bzip2_streams() {
+        let input = pseudo_random(50_000, 4);
+        let (first, second) = input.split_at(20_000);
+        let mut data = Vec::new();
+        for part in [first, second] {
+            let mut encoder = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+            encoder.write_all(part).unwrap();
+            data.extend(encoder.finish().unwrap());
+        }
+        let mut reader = decompress(Box::new(Cursor::new(data))).unwrap();
+        let mut output = Vec::new();
+        reader.read_to_end(&mut output).unwrap();
+        assert_eq!(output, input);
+    }
+
+    #[test]
+    fn decompress_reads_concatenated_xz_streams() {
+        let input = pseudo_random(50_000, 6);
+        let (first, second) = input.split_at(30_000);
+        let mut data = Vec::new();
+        for part in [first, second] {
+            let mut encoder = liblzma::write::XzEncoder::new(Vec::new(), 1);
+            encoder.write_all(part).unwrap();
+            data.extend(encoder.finish().unwrap());
+        }
+        let mut reader = decompress(Box::new(Cursor::new(data))).unwrap();
+        let mut output = Vec::new();
+        reader.read_to_end(&mut output).unwrap();
+        assert_eq!(output, input);
+    }
+
+    #[test]
+    fn decompress_corrupt_xz_fails_on_read() {
+        let mut reader = decompress(Box::new(Cursor::new(b"\xfd7zXZ\x00rest".to_vec()))).unwrap();
+        let mut output = Vec::new();
+        assert!(reader.read_to_end(&mut output).is_err());
     }
 }

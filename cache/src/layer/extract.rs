@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -20,11 +20,26 @@ use std::rc::Rc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
-use tar::EntryType;
 
 use super::fsutil::{is_overlay_xattr, remove_all_at, remove_children, set_xattr_at, set_xattr_fd};
-use super::pax::{PaxOverrides, parse_overrides};
+use super::reader::{EntryType, TarEntry, TarReader};
 use super::{LayerError, OPAQUE_WHITEOUT, WHITEOUT_PREFIX, display_name};
+
+/// The handling of a layer's whiteout entries by [`extract`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhiteoutMode {
+    /// Applies each marker to the destination's existing content, for a
+    /// destination that already contains the lower layers. No marker is kept.
+    #[default]
+    Apply,
+    /// Turns each marker into its overlayfs form, for a layer unpacked
+    /// alone and used as an overlay lower directory. `.wh.NAME` becomes a
+    /// character device 0:0 named `NAME`. `.wh..wh..opq` sets the xattr
+    /// `trusted.overlay.opaque=y` on its directory, or `user.overlay.opaque=y`
+    /// (read by overlay mounts with `userxattr`) when the process may not
+    /// set `trusted.*` xattrs. Nothing below the destination is removed.
+    Overlay,
+}
 
 /// Options of [`extract`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,16 +50,20 @@ pub struct ExtractOptions {
     /// Skips character and block devices when the kernel denies creating
     /// them (`EPERM`, as in a user namespace) instead of failing.
     pub skip_denied_devices: bool,
+    /// The handling of whiteout entries.
+    pub whiteouts: WhiteoutMode,
 }
 
 impl ExtractOptions {
     /// Returns the options that fit the current process: owners are kept
-    /// and devices required as root, and the reverse otherwise.
+    /// and devices required as root, and the reverse otherwise. Whiteouts
+    /// are applied.
     pub fn for_current_user() -> Self {
         let root = rustix::process::geteuid().is_root();
         Self {
             preserve_owners: root,
             skip_denied_devices: !root,
+            whiteouts: WhiteoutMode::Apply,
         }
     }
 }
@@ -62,31 +81,40 @@ pub struct ExtractSummary {
     pub entries: u64,
     /// Bytes of regular file content written.
     pub bytes: u64,
-    /// Whiteout and opaque markers applied.
+    /// Whiteout and opaque markers applied, or kept in overlayfs form.
     pub whiteouts: u64,
-    /// Entries skipped: denied devices, links to themselves and aufs metadata.
+    /// Entries skipped: denied devices, links to themselves, aufs metadata
+    /// and whiteouts of paths that the same layer wrote.
     pub skipped: u64,
 }
 
 /// Extracts an uncompressed tar layer on top of `dest`, which may already
 /// hold the lower layers.
 ///
-/// `.wh.NAME` removes `NAME` from what is below, `.wh..wh..opq` removes the
-/// lower content of its directory while keeping what this layer wrote there,
-/// and neither marker is created. An entry over an existing path replaces
-/// it, except that a directory over a directory merges into it. Owners (see
-/// [`ExtractOptions::preserve_owners`]), modes including setuid, setgid and
-/// sticky bits, mtimes, xattrs, hard links, devices and fifos are kept.
-/// Directory modes and mtimes are set after all entries are written. An
-/// entry for the root itself (`./`) sets the metadata of `dest`. Overlayfs'
-/// own xattrs (`trusted.overlay.*`, `user.overlay.*`) are never set, so a
-/// layer cannot fake overlay markers in an unpacked directory.
+/// With [`WhiteoutMode::Apply`], `.wh.NAME` removes `NAME` from what is
+/// below, `.wh..wh..opq` removes the lower content of its directory while
+/// keeping what this layer wrote there, and neither marker is created. With
+/// [`WhiteoutMode::Overlay`] the markers are kept in overlayfs form instead.
+/// In both modes a whiteout never hides what the same layer wrote before it.
+/// An entry over an existing path replaces it, except that a directory over
+/// a directory merges into it. Owners (see [`ExtractOptions::preserve_owners`]),
+/// modes including setuid, setgid and sticky bits, mtimes, xattrs (byte-exact,
+/// whatever bytes their values hold), hard links, devices, fifos and old GNU
+/// sparse files are kept. Directory modes and mtimes are set after all
+/// entries are written. An entry for the root itself (`./`) sets the
+/// metadata of `dest`. Overlayfs' own xattrs (`trusted.overlay.*`,
+/// `user.overlay.*`) are never taken from the layer, so a layer cannot fake
+/// overlay markers in an unpacked directory.
+///
+/// Reading stops at the first end-of-archive block; the caller may read
+/// the rest of `tar` itself.
 ///
 /// # Errors
 ///
 /// [`LayerError::UnsafeEntry`] for a name or hard-link target with a `..`
 /// component, [`LayerError::MissingLinkTarget`], [`LayerError::InvalidTar`]
 /// for a malformed or truncated stream, [`LayerError::UnsupportedEntry`],
+/// [`LayerError::OverlayMarker`] when an overlay marker cannot be created,
 /// and [`LayerError::Extract`] when the file system rejects an operation.
 /// Entries before the failing one stay applied.
 pub fn extract<R: Read>(
@@ -108,23 +136,29 @@ pub fn extract<R: Read>(
         root,
         options,
         written: HashSet::new(),
+        overlay_whiteouts: HashSet::new(),
         directories: Vec::new(),
         cached_parent: None,
         summary: ExtractSummary::default(),
         buffer: vec![0; 64 * 1024],
     };
 
-    let mut archive = tar::Archive::new(tar);
+    let mut reader = TarReader::new(tar);
     let mut last_entry: Option<String> = None;
-    let invalid = |entry: &Option<String>, source| LayerError::InvalidTar {
-        entry: entry.clone(),
-        source,
-    };
-    let entries = archive.entries().map_err(|source| invalid(&None, source))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|source| invalid(&last_entry, source))?;
-        last_entry = Some(display_name(&entry.path_bytes()));
-        extractor.apply(&mut entry)?;
+    loop {
+        let entry = match reader.next_entry() {
+            Ok(Some(entry)) => entry,
+            Ok(None) => break,
+            Err(source) => {
+                return Err(LayerError::InvalidTar {
+                    entry: last_entry,
+                    source,
+                });
+            }
+        };
+        let name = display_name(&entry.name);
+        extractor.apply(&entry, &name, &mut reader.data())?;
+        last_entry = Some(name);
     }
 
     extractor.finish_directories()?;
@@ -154,6 +188,9 @@ struct Extractor<'a> {
     /// Paths this layer created or wrote into, with all their ancestors;
     /// an opaque marker keeps these and removes the rest.
     written: HashSet<Vec<u8>>,
+    /// Paths where [`WhiteoutMode::Overlay`] created a whiteout device that
+    /// no later entry of this layer replaced.
+    overlay_whiteouts: HashSet<Vec<u8>>,
     directories: Vec<PendingDirectory>,
     /// The parent directory of the previous entry, since consecutive entries
     /// usually share it. Cleared whenever something is removed.
@@ -209,124 +246,80 @@ fn timestamps((seconds, nanos): (i64, u32)) -> Timestamps {
 }
 
 impl Extractor<'_> {
-    fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), LayerError> {
-        let raw_name = entry.path_bytes().into_owned();
-        let name = display_name(&raw_name);
-        let entry_type = entry.header().entry_type();
-        if matches!(
-            entry_type,
-            EntryType::XGlobalHeader
-                | EntryType::XHeader
-                | EntryType::GNULongName
-                | EntryType::GNULongLink
-        ) {
-            return Ok(());
-        }
-
-        let components = split_name(&raw_name, &name)?;
+    fn apply(
+        &mut self,
+        entry: &TarEntry,
+        name: &str,
+        data: &mut dyn Read,
+    ) -> Result<(), LayerError> {
+        let components = split_name(&entry.name, name)?;
         if let Some(last) = components.last()
             && last.starts_with(WHITEOUT_PREFIX.as_bytes())
         {
             let parents = components.get(..components.len() - 1).unwrap_or_default();
-            return self.apply_whiteout(parents, last, &name);
+            return self.apply_whiteout(parents, last, name);
         }
-        let metadata = self.read_metadata(entry, &name)?;
+        let metadata = self.read_metadata(entry, name);
 
         let Some((last, parents)) = components.split_last() else {
-            if entry_type != EntryType::Directory {
+            if entry.entry_type != EntryType::Directory {
                 return Err(LayerError::UnsafeEntry {
-                    entry: name,
+                    entry: name.to_string(),
                     reason: "the name is the destination root, which only a directory entry can describe".to_string(),
                 });
             }
-            return self.apply_root(metadata, &name);
+            return self.apply_root(metadata, name);
         };
         let path = join(&components);
-        let parent = self.resolve_parent(parents, &name)?;
+        let parent = self.resolve_parent(parents, name)?;
 
-        match entry_type {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.apply_file(entry, &parent, last, metadata, &name)?
-            }
-            EntryType::Directory => self.apply_directory(&parent, last, &path, metadata, &name)?,
+        match entry.entry_type {
+            EntryType::Regular => self.apply_file(entry, data, &parent, last, metadata, name)?,
+            EntryType::Directory => self.apply_directory(&parent, last, &path, metadata, name)?,
             EntryType::Symlink => {
-                let target = entry.link_name_bytes().map(|target| target.into_owned());
-                self.apply_symlink(&parent, last, target, metadata, &name)?
+                self.apply_symlink(&parent, last, &entry.link_name, metadata, name)?
             }
-            EntryType::Link => {
-                let target = entry.link_name_bytes().map(|target| target.into_owned());
-                if !self.apply_hard_link(&parent, last, &path, target, &name)? {
+            EntryType::HardLink => {
+                if !self.apply_hard_link(&parent, last, &path, &entry.link_name, name)? {
                     return Ok(());
                 }
             }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                let header = entry.header();
-                let major = header.device_major().ok().flatten().unwrap_or(0);
-                let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                let file_type = match entry_type {
-                    EntryType::Char => FileType::CharacterDevice,
-                    EntryType::Block => FileType::BlockDevice,
+            EntryType::CharDevice | EntryType::BlockDevice | EntryType::Fifo => {
+                let file_type = match entry.entry_type {
+                    EntryType::CharDevice => FileType::CharacterDevice,
+                    EntryType::BlockDevice => FileType::BlockDevice,
                     _ => FileType::Fifo,
                 };
-                if !self.apply_node(&parent, last, file_type, major, minor, metadata, &name)? {
+                let device = (entry.major, entry.minor);
+                if !self.apply_node(&parent, last, file_type, device, metadata, name)? {
                     return Ok(());
                 }
             }
-            other => {
+            EntryType::Other(kind) => {
                 return Err(LayerError::UnsupportedEntry {
-                    entry: name,
-                    kind: char::from(other.as_byte()),
+                    entry: name.to_string(),
+                    kind: char::from(kind),
                 });
             }
         }
 
+        self.overlay_whiteouts.remove(&path);
         self.mark_written(&components);
         self.summary.entries += 1;
         Ok(())
     }
 
-    fn read_metadata<R: Read>(
-        &self,
-        entry: &mut tar::Entry<'_, R>,
-        name: &str,
-    ) -> Result<Metadata, LayerError> {
-        let invalid = |source| LayerError::InvalidTar {
-            entry: Some(name.to_string()),
-            source,
-        };
-        let overrides = match entry.pax_extensions().map_err(invalid)? {
-            Some(extensions) => parse_overrides(extensions),
-            None => PaxOverrides::default(),
-        };
-        if overrides.malformed > 0 {
+    fn read_metadata(&self, entry: &TarEntry, name: &str) -> Metadata {
+        if entry.malformed_values > 0 {
             tracing::warn!(
                 entry = name,
-                records = overrides.malformed,
-                "skipped PAX records that could not be parsed; xattrs of this entry may be missing"
+                values = entry.malformed_values,
+                "ignored PAX values that could not be parsed; the ustar header's values are used"
             );
         }
-        let header = entry.header();
-        let old = header.as_old();
-        let mode =
-            numeric(header.mode().map(u64::from), &old.mode).map_err(invalid)? as u32 & 0o7777;
-        let uid = match overrides.uid {
-            Some(uid) => uid,
-            None => numeric(header.uid(), &old.uid).map_err(invalid)?,
-        };
-        let gid = match overrides.gid {
-            Some(gid) => gid,
-            None => numeric(header.gid(), &old.gid).map_err(invalid)?,
-        };
-        let mtime = match overrides.mtime {
-            Some(mtime) => mtime,
-            None => {
-                let seconds = numeric(header.mtime(), &old.mtime).map_err(invalid)?;
-                (i64::try_from(seconds).unwrap_or(i64::MAX), 0)
-            }
-        };
-        let xattrs = overrides
+        let xattrs = entry
             .xattrs
-            .into_iter()
+            .iter()
             .filter(|(key, _)| {
                 let overlay = is_overlay_xattr(key);
                 if overlay {
@@ -334,14 +327,15 @@ impl Extractor<'_> {
                 }
                 !overlay
             })
+            .cloned()
             .collect();
-        Ok(Metadata {
-            mode,
-            uid,
-            gid,
-            mtime,
+        Metadata {
+            mode: entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
+            mtime: entry.mtime,
             xattrs,
-        })
+        }
     }
 
     /// Records `components` and all its ancestors as written by this layer.
@@ -464,9 +458,10 @@ impl Extractor<'_> {
         }
     }
 
-    fn apply_file<R: Read>(
+    fn apply_file(
         &mut self,
-        entry: &mut tar::Entry<'_, R>,
+        entry: &TarEntry,
+        data: &mut dyn Read,
         parent: &OwnedFd,
         name: &[u8],
         metadata: Metadata,
@@ -487,22 +482,17 @@ impl Extractor<'_> {
         .map_err(|errno| failed("create the file", errno.into()))?;
         let mut file = File::from(fd);
 
-        loop {
-            let count = match entry.read(&mut self.buffer) {
-                Ok(0) => break,
-                Ok(count) => count,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(LayerError::InvalidTar {
-                        entry: Some(entry_name.to_string()),
-                        source,
-                    });
+        match &entry.sparse {
+            None => self.copy_data(data, &mut file, u64::MAX, entry_name)?,
+            Some(map) => {
+                for (offset, length) in &map.chunks {
+                    file.seek(SeekFrom::Start(*offset))
+                        .map_err(|source| failed("seek in the sparse file", source))?;
+                    self.copy_data(data, &mut file, *length, entry_name)?;
                 }
-            };
-            let data = self.buffer.get(..count).unwrap_or_default();
-            file.write_all(data)
-                .map_err(|source| failed("write the file", source))?;
-            self.summary.bytes += count as u64;
+                file.set_len(map.real_size)
+                    .map_err(|source| failed("set the sparse file size", source))?;
+            }
         }
 
         let fd = OwnedFd::from(file);
@@ -514,6 +504,45 @@ impl Extractor<'_> {
         })?;
         rustix::fs::futimens(&fd, &timestamps(metadata.mtime))
             .map_err(|errno| failed("set the mtime", errno.into()))
+    }
+
+    /// Copies at most `limit` bytes of entry data into `file`; the entry's
+    /// data reader ends at its size, so `u64::MAX` copies all of it.
+    fn copy_data(
+        &mut self,
+        data: &mut dyn Read,
+        file: &mut File,
+        limit: u64,
+        entry_name: &str,
+    ) -> Result<(), LayerError> {
+        let mut left = limit;
+        while left > 0 {
+            let length = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.buffer.len());
+            let chunk = self.buffer.get_mut(..length).unwrap_or_default();
+            let count = match data.read(chunk) {
+                Ok(0) => break,
+                Ok(count) => count,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(LayerError::InvalidTar {
+                        entry: Some(entry_name.to_string()),
+                        source,
+                    });
+                }
+            };
+            let bytes = self.buffer.get(..count).unwrap_or_default();
+            file.write_all(bytes)
+                .map_err(|source| LayerError::Extract {
+                    entry: entry_name.to_string(),
+                    action: "write the file",
+                    source,
+                })?;
+            self.summary.bytes += count as u64;
+            left -= count as u64;
+        }
+        Ok(())
     }
 
     fn apply_directory(
@@ -529,6 +558,7 @@ impl Extractor<'_> {
             action,
             source: errno.into(),
         };
+
         let kept = self.prepare_target(parent, name, true, entry_name)?;
         if !kept {
             rustix::fs::mkdirat(parent, os(name), Mode::from_raw_mode(0o700))
@@ -541,10 +571,16 @@ impl Extractor<'_> {
             Mode::empty(),
         )
         .map_err(|errno| failed("open the directory", errno))?;
+
         self.set_owner_fd(&fd, &metadata, entry_name)?;
         self.set_xattrs(&metadata, entry_name, |key, value| {
             set_xattr_fd(&fd, key, value)
         })?;
+        // The layer deleted the lower path and then created this directory,
+        // so the lower directory's content must stay hidden.
+        if self.overlay_whiteouts.contains(path) {
+            self.set_opaque_xattr(&fd, entry_name)?;
+        }
         self.directories.push(PendingDirectory {
             path: path.to_vec(),
             mode: metadata.mode,
@@ -574,12 +610,12 @@ impl Extractor<'_> {
         &mut self,
         parent: &OwnedFd,
         name: &[u8],
-        target: Option<Vec<u8>>,
+        target: &[u8],
         metadata: Metadata,
         entry_name: &str,
     ) -> Result<(), LayerError> {
         let target = match target {
-            Some(target) if !target.is_empty() && !target.contains(&0) => target,
+            target if !target.is_empty() && !target.contains(&0) => target,
             _ => {
                 return Err(LayerError::UnsafeEntry {
                     entry: entry_name.to_string(),
@@ -588,7 +624,7 @@ impl Extractor<'_> {
             }
         };
         self.prepare_target(parent, name, false, entry_name)?;
-        rustix::fs::symlinkat(os(&target), parent, os(name)).map_err(|errno| {
+        rustix::fs::symlinkat(os(target), parent, os(name)).map_err(|errno| {
             LayerError::Extract {
                 entry: entry_name.to_string(),
                 action: "create the symlink",
@@ -604,12 +640,11 @@ impl Extractor<'_> {
         parent: &OwnedFd,
         name: &[u8],
         path: &[u8],
-        target: Option<Vec<u8>>,
+        target: &[u8],
         entry_name: &str,
     ) -> Result<bool, LayerError> {
-        let target = target.unwrap_or_default();
-        let target_name = display_name(&target);
-        let target_components = split_name(&target, entry_name).map_err(|_| LayerError::UnsafeEntry {
+        let target_name = display_name(target);
+        let target_components = split_name(target, entry_name).map_err(|_| LayerError::UnsafeEntry {
             entry: entry_name.to_string(),
             reason: format!("the hard link target `{target_name}` has a `..` component or a NUL byte, which could point outside the destination"),
         })?;
@@ -673,14 +708,12 @@ impl Extractor<'_> {
     }
 
     /// Creates a device or fifo; returns false when the entry was skipped.
-    #[allow(clippy::too_many_arguments)]
     fn apply_node(
         &mut self,
         parent: &OwnedFd,
         name: &[u8],
         file_type: FileType,
-        major: u32,
-        minor: u32,
+        (major, minor): (u32, u32),
         metadata: Metadata,
         entry_name: &str,
     ) -> Result<bool, LayerError> {
@@ -812,7 +845,10 @@ impl Extractor<'_> {
     ) -> Result<(), LayerError> {
         if marker == OPAQUE_WHITEOUT.as_bytes() {
             self.summary.whiteouts += 1;
-            return self.apply_opaque(parents, entry_name);
+            return match self.options.whiteouts {
+                WhiteoutMode::Apply => self.apply_opaque(parents, entry_name),
+                WhiteoutMode::Overlay => self.keep_opaque(parents, entry_name),
+            };
         }
         let target = marker.get(WHITEOUT_PREFIX.len()..).unwrap_or_default();
         if target.starts_with(WHITEOUT_PREFIX.as_bytes()) {
@@ -828,7 +864,23 @@ impl Extractor<'_> {
             });
         }
 
+        // A whiteout hides the lower layers only, never an entry of its own layer.
+        let mut components = parents.to_vec();
+        components.push(target);
+        let path = join(&components);
+        if self.written.contains(&path) {
+            tracing::debug!(
+                entry = entry_name,
+                "skipping a whiteout of a path that the same layer wrote"
+            );
+            self.summary.skipped += 1;
+            return Ok(());
+        }
+
         self.summary.whiteouts += 1;
+        if self.options.whiteouts == WhiteoutMode::Overlay {
+            return self.keep_whiteout(parents, target, path, entry_name);
+        }
         let parent = match self.open_in_root(&join(parents), OFlags::PATH) {
             Ok(fd) => fd,
             // Nothing below to delete.
@@ -840,6 +892,94 @@ impl Extractor<'_> {
             entry: entry_name.to_string(),
             action: "remove the whited-out path",
             source,
+        })
+    }
+
+    /// Creates the overlayfs whiteout for `target`: a character device 0:0
+    /// with mode 0, as overlayfs itself creates them.
+    fn keep_whiteout(
+        &mut self,
+        parents: &[&[u8]],
+        target: &[u8],
+        path: Vec<u8>,
+        entry_name: &str,
+    ) -> Result<(), LayerError> {
+        let parent = self.resolve_parent(parents, entry_name)?;
+        self.prepare_target(&parent, target, false, entry_name)?;
+        rustix::fs::mknodat(
+            &parent,
+            os(target),
+            FileType::CharacterDevice,
+            Mode::empty(),
+            rustix::fs::makedev(0, 0),
+        )
+        .map_err(|errno| LayerError::OverlayMarker {
+            entry: entry_name.to_string(),
+            marker: "whiteout (a character device 0:0)",
+            hint: "creating it needs root, or Linux 5.8 or later for other users, on a file system that allows device nodes",
+            source: errno.into(),
+        })?;
+        self.overlay_whiteouts.insert(path);
+        Ok(())
+    }
+
+    /// Marks the directory of an opaque marker as opaque for overlayfs,
+    /// creating it when the layer has no entry for it yet.
+    fn keep_opaque(&mut self, parents: &[&[u8]], entry_name: &str) -> Result<(), LayerError> {
+        if let Some((last, above)) = parents.split_last() {
+            let parent = self.resolve_parent(above, entry_name)?;
+            match rustix::fs::statat(&*parent, os(last), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(_) => {}
+                Err(Errno::NOENT) => {
+                    rustix::fs::mkdirat(&*parent, os(last), Mode::from_raw_mode(0o755)).map_err(
+                        |errno| LayerError::Extract {
+                            entry: entry_name.to_string(),
+                            action: "create the opaque directory",
+                            source: errno.into(),
+                        },
+                    )?;
+                    self.mark_written(parents);
+                }
+                Err(errno) => {
+                    return Err(LayerError::Extract {
+                        entry: entry_name.to_string(),
+                        action: "inspect the opaque directory",
+                        source: errno.into(),
+                    });
+                }
+            }
+        }
+        let directory = self
+            .open_in_root(&join(parents), OFlags::RDONLY)
+            .map_err(|errno| parent_error(entry_name, errno))?;
+        self.set_opaque_xattr(&directory, entry_name)
+    }
+
+    /// Sets `trusted.overlay.opaque=y` on `directory`, or
+    /// `user.overlay.opaque=y` when the process may not set `trusted.*`.
+    fn set_opaque_xattr(&self, directory: &OwnedFd, entry_name: &str) -> Result<(), LayerError> {
+        if rustix::process::geteuid().is_root() {
+            match set_xattr_fd(directory, b"trusted.overlay.opaque", b"y") {
+                Ok(()) => return Ok(()),
+                // Root in a user namespace lacks CAP_SYS_ADMIN for `trusted.*`.
+                Err(error) if error.raw_os_error() == Some(Errno::PERM.raw_os_error()) => {}
+                Err(source) => {
+                    return Err(LayerError::OverlayMarker {
+                        entry: entry_name.to_string(),
+                        marker: "opaque xattr `trusted.overlay.opaque`",
+                        hint: "use a file system that supports trusted xattrs, such as ext4, xfs or tmpfs",
+                        source,
+                    });
+                }
+            }
+        }
+        set_xattr_fd(directory, b"user.overlay.opaque", b"y").map_err(|source| {
+            LayerError::OverlayMarker {
+                entry: entry_name.to_string(),
+                marker: "opaque xattr `user.overlay.opaque`",
+                hint: "extract as root, or on a file system that supports user xattrs",
+                source,
+            }
         })
     }
 
@@ -966,16 +1106,6 @@ impl Extractor<'_> {
                 source: errno.into(),
             }),
         }
-    }
-}
-
-/// Returns a numeric header field, reading a field of only NUL bytes and
-/// spaces as 0 as Go's archive/tar does, since some writers leave fields empty.
-fn numeric(parsed: io::Result<u64>, field: &[u8]) -> io::Result<u64> {
-    match parsed {
-        Ok(value) => Ok(value),
-        Err(_) if field.iter().all(|byte| *byte == 0 || *byte == b' ') => Ok(0),
-        Err(error) => Err(error),
     }
 }
 

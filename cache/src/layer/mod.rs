@@ -4,7 +4,8 @@
 //! stream that is hashed (the diff ID), compressed and hashed again (the blob
 //! digest) in one pass. [`decompress`] detects the compression of a blob by its
 //! magic bytes, and [`extract`] applies an uncompressed layer on top of a
-//! directory, honouring whiteouts and never writing outside that directory.
+//! directory, honouring whiteouts or keeping them as overlayfs markers, and
+//! never writing outside that directory.
 //!
 //! Deletions travel in the OCI whiteout form: an empty file `.wh.NAME` removes
 //! `NAME` from the layers below, and an empty file `.wh..wh..opq` in a directory
@@ -15,6 +16,7 @@ mod digest;
 mod extract;
 mod fsutil;
 mod pax;
+mod reader;
 mod writer;
 
 use std::fmt;
@@ -22,7 +24,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use compression::decompress;
-pub use extract::{ExtractOptions, ExtractSummary, extract};
+pub use extract::{ExtractOptions, ExtractSummary, WhiteoutMode, extract};
 pub use oci_spec::image::{Digest, MediaType};
 pub use writer::{DiffKind, WriteOptions, write_layer};
 
@@ -164,15 +166,6 @@ pub enum LayerError {
         source: io::Error,
     },
 
-    /// The blob is compressed with a format this build cannot read.
-    #[error(
-        "the layer is compressed with {format}, which forge cannot decompress; recompress it with gzip or zstd"
-    )]
-    UnsupportedCompression {
-        /// Name of the detected format, such as "xz".
-        format: &'static str,
-    },
-
     /// Reading or decompressing the layer stream failed.
     #[error("failed to read the layer stream")]
     Read {
@@ -230,6 +223,21 @@ pub enum LayerError {
         entry: String,
         /// The failed operation, such as "create the file".
         action: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// An overlayfs marker for a whiteout entry could not be created in
+    /// [`WhiteoutMode::Overlay`].
+    #[error("failed to create the overlayfs {marker} for tar entry `{entry}`; {hint}")]
+    OverlayMarker {
+        /// The whiteout entry name.
+        entry: String,
+        /// The marker, such as "whiteout (a character device 0:0)".
+        marker: &'static str,
+        /// The requirement of the marker, as a suggested fix.
+        hint: &'static str,
         /// The underlying error.
         #[source]
         source: io::Error,

@@ -1,5 +1,4 @@
-//! A minimal tar writer with PAX extended headers, and parsing of the PAX
-//! records that extraction needs.
+//! A minimal tar writer with PAX extended headers.
 //!
 //! Every header is a POSIX ustar header without user or group names. A PAX
 //! extended header (`x`) comes before an entry whose name or link target is
@@ -190,9 +189,9 @@ fn pax_records(entry: &EntryHeader) -> Vec<u8> {
         records.push((b"hdrcharset".to_vec(), b"BINARY".to_vec()));
     }
     records.sort();
-    // Xattrs go last: the `tar` crate (0.4) splits PAX data at newlines and
-    // stops reading size, uid and gid at the first record it cannot parse,
-    // which a binary xattr value containing a newline byte would be.
+    // Xattrs go last: readers that split PAX data at newlines, such as the
+    // `tar` crate (0.4), stop reading size, uid and gid at the first record
+    // they cannot parse, which a binary xattr value with a newline byte is.
     let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = entry
         .xattrs
         .iter()
@@ -252,66 +251,6 @@ fn pax_header_name(entry_name: &[u8]) -> Vec<u8> {
             .take(NAME_FIELD - name.len()),
     );
     name
-}
-
-/// Metadata from PAX records that override or extend the ustar header.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub(crate) struct PaxOverrides {
-    pub(crate) uid: Option<u64>,
-    pub(crate) gid: Option<u64>,
-    /// Seconds and nanoseconds since the epoch.
-    pub(crate) mtime: Option<(i64, u32)>,
-    pub(crate) xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Records that could not be parsed and were skipped.
-    pub(crate) malformed: usize,
-}
-
-/// Reads the records that extraction applies; the `tar` crate already
-/// applies `path`, `linkpath` and `size`. Malformed records and values are
-/// skipped, as GNU tar does, so that the ustar header's value is used.
-///
-/// FIXME: the `tar` crate (0.4) splits PAX data at newline bytes, so an
-/// xattr value that contains one arrives as malformed records and is lost.
-pub(crate) fn parse_overrides<'a>(
-    extensions: impl Iterator<Item = io::Result<tar::PaxExtension<'a>>>,
-) -> PaxOverrides {
-    let mut overrides = PaxOverrides::default();
-    for extension in extensions {
-        let Ok(extension) = extension else {
-            overrides.malformed += 1;
-            continue;
-        };
-        let key = extension.key_bytes();
-        let value = extension.value_bytes();
-        if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-            overrides.xattrs.push((name.to_vec(), value.to_vec()));
-            continue;
-        }
-        let Ok(text) = std::str::from_utf8(value) else {
-            continue;
-        };
-        match key {
-            b"uid" => overrides.uid = text.parse().ok().or(overrides.uid),
-            b"gid" => overrides.gid = text.parse().ok().or(overrides.gid),
-            b"mtime" => overrides.mtime = parse_pax_time(text).or(overrides.mtime),
-            _ => {}
-        }
-    }
-    overrides
-}
-
-/// Parses a PAX time such as `1700000000.25` or `-5`.
-fn parse_pax_time(text: &str) -> Option<(i64, u32)> {
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    let seconds: i64 = whole.parse().ok()?;
-    if !fraction.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    let mut nanos: u32 = 0;
-    for (index, digit) in fraction.bytes().take(9).enumerate() {
-        nanos += u32::from(digit - b'0') * 10u32.pow(8 - index as u32);
-    }
-    Some((seconds, nanos))
 }
 
 #[cfg(test)]
@@ -378,15 +317,6 @@ mod tests {
         assert!(text.contains("uid=5000000\n"));
         assert!(text.contains("SCHILY.xattr.user.k=v\n1\n"));
         assert!(!text.contains("gid="));
-    }
-
-    #[test]
-    fn pax_time_parsing() {
-        assert_eq!(parse_pax_time("12"), Some((12, 0)));
-        assert_eq!(parse_pax_time("12.5"), Some((12, 500_000_000)));
-        assert_eq!(parse_pax_time("-3"), Some((-3, 0)));
-        assert_eq!(parse_pax_time("1.x"), None);
-        assert_eq!(parse_pax_time("abc"), None);
     }
 
     #[test]

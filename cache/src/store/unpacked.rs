@@ -33,10 +33,11 @@ impl Store {
     /// The caller should hold a [`super::StoreLease`] for as long as it
     /// uses the folder, so that `prune` does not remove it meanwhile.
     ///
-    /// NOTE: [`layer::extract`] applies whiteouts to the content below and
-    /// creates no marker, so a layer unpacked alone into an empty folder
-    /// loses its deletions. An overlay that stacks these folders as lower
-    /// layers therefore still shows files that an upper layer deleted.
+    /// The layer is extracted alone with [`layer::WhiteoutMode::Overlay`],
+    /// so the folder can be stacked as an overlay lower directory. Its
+    /// deletions are kept as whiteout devices and the opaque xattr
+    /// `trusted.overlay.opaque`, or `user.overlay.opaque` when the process
+    /// may not set `trusted.*` xattrs.
     ///
     /// # Errors
     /// [`StoreError::BlobNotFound`] when the layer blob is missing;
@@ -135,7 +136,11 @@ impl Store {
             let stream = layer::decompress(Box::new(&mut blob))
                 .map_err(|error| unpack_error(Box::new(error)))?;
             let mut tar = HashingReader::new(stream);
-            layer::extract(&mut tar, dest, &layer::ExtractOptions::default())
+            let options = layer::ExtractOptions {
+                whiteouts: layer::WhiteoutMode::Overlay,
+                ..layer::ExtractOptions::default()
+            };
+            layer::extract(&mut tar, dest, &options)
                 .map_err(|error| unpack_error(Box::new(error)))?;
             // The tar reader may stop at the end-of-archive blocks; the
             // rest of the stream still counts toward the diff id.
