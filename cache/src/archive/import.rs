@@ -87,7 +87,11 @@ pub fn import_rootfs(
 
     let _lease = store.lease()?;
     let work = store.create_work_dir()?;
-    let result = write_rootfs_layer(store, reader, &work, options.compression);
+    // Folders the tar does not list get the extraction time as mtime; the
+    // image's creation time caps every mtime, so the same tar and options
+    // give the same layer whenever they are imported.
+    let created_seconds = options.created.unwrap_or_else(now);
+    let result = write_rootfs_layer(store, reader, &work, options.compression, created_seconds);
     let layer = match result {
         Ok(layer) => layer,
         Err(error) => {
@@ -101,7 +105,7 @@ pub fn import_rootfs(
     }
     remove_work_dir(&work);
 
-    let created = rfc3339(options.created.unwrap_or_else(now));
+    let created = rfc3339(created_seconds);
     let comment = options.comment.as_deref().unwrap_or("Imported from tar");
     let mut config = json!({
         "created": created,
@@ -143,6 +147,7 @@ fn write_rootfs_layer(
     reader: impl Read + Send,
     work: &std::path::Path,
     compression: Compression,
+    created_seconds: i64,
 ) -> Result<LayerDescriptor> {
     let import_error = |source| ArchiveError::Import { source };
     let mut stream = layer::decompress(Box::new(reader)).map_err(import_error)?;
@@ -156,7 +161,7 @@ fn write_rootfs_layer(
     let options = WriteOptions {
         compression,
         level: None,
-        source_date_epoch: None,
+        source_date_epoch: Some(created_seconds),
         kind: DiffKind::Plain,
     };
     let layer = layer::write_layer(work, &options, &mut writer).map_err(import_error)?;
