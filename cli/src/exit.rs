@@ -29,10 +29,60 @@ pub fn report(result: anyhow::Result<()>) -> ExitCode {
 
     #[allow(clippy::print_stderr)]
     {
-        eprintln!("error: {error}");
-        for cause in error.chain().skip(1) {
-            eprintln!("  caused by: {cause}");
+        for line in message_lines(&error) {
+            eprintln!("{line}");
         }
     }
     ExitCode::from(FAILURE)
+}
+
+/// Returns the lines that report `error`: the error, then each cause that
+/// adds something. Library errors often quote their cause's text in their
+/// own message, so a cause whose text the line above already contains is
+/// left out.
+fn message_lines(error: &anyhow::Error) -> Vec<String> {
+    let mut lines = vec![format!("error: {error}")];
+    let mut previous = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            lines.push(format!("  caused by: {text}"));
+        }
+        previous = text;
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("failed to import `a.tar`: {0}")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("rejected tar entry `../x`")]
+    struct Inner;
+
+    #[test]
+    fn message_skips_repeated_cause() {
+        let error = anyhow::Error::new(Outer(Inner));
+        assert_eq!(
+            message_lines(&error),
+            ["error: failed to import `a.tar`: rejected tar entry `../x`"]
+        );
+    }
+
+    #[test]
+    fn message_keeps_new_cause() {
+        let error = anyhow::Error::new(Inner).context("cannot load the image");
+        assert_eq!(
+            message_lines(&error),
+            [
+                "error: cannot load the image",
+                "  caused by: rejected tar entry `../x`"
+            ]
+        );
+    }
 }
