@@ -226,6 +226,25 @@ fn import_detects_compression() {
 }
 
 #[test]
+fn import_without_name_keeps_unnamed_image() {
+    let work = tempfile::tempdir().unwrap();
+    let store = Store::open(&work.path().join("store")).unwrap();
+    let tar = raw_tar(&[dir("etc/"), file("etc/hostname", b"box\n")]);
+
+    let imported = import_rootfs(&store, &tar[..], &ImportOptions::default()).unwrap();
+
+    assert!(store.list_names().unwrap().is_empty());
+    let unnamed = store.list_unnamed().unwrap();
+    assert_eq!(unnamed.len(), 1, "{unnamed:?}");
+    assert_eq!(unnamed[0].digest(), imported.manifest.digest());
+    let short_id = &imported.image_id.digest()[..12];
+    let resolved = store.resolve(short_id).unwrap();
+    assert_eq!(resolved.digest(), imported.manifest.digest());
+    let by_id = store.resolve(imported.image_id.as_ref()).unwrap();
+    assert_eq!(by_id.digest(), imported.manifest.digest());
+}
+
+#[test]
 fn import_with_zstd_layer_and_platform() {
     let work = tempfile::tempdir().unwrap();
     let store = Store::open(&work.path().join("store")).unwrap();

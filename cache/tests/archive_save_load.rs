@@ -376,6 +376,111 @@ fn load_docker_archive_written_by_skopeo() {
     assert!(target.check(false).unwrap().is_clean());
 }
 
+/// Copies `busybox:latest` of `store` into the OCI layout `layout` under
+/// the `ref.name` that skopeo writes for `oci:LAYOUT:REFERENCE`.
+fn skopeo_oci_layout(store: &Store, layout: &Path, reference: &str) {
+    run(Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci:{}:busybox:latest", store.root().display()))
+        .arg(format!("oci:{}:{reference}", layout.display())));
+}
+
+#[test]
+fn load_bare_tag_ref_name_loads_unnamed() {
+    let work = tempfile::tempdir().unwrap();
+    let Some(store) = busybox_store(work.path()) else {
+        return;
+    };
+    if !forge_testkit::require_tool("skopeo") {
+        return;
+    }
+    let layout = work.path().join("layout");
+    skopeo_oci_layout(&store, &layout, "1.0");
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], "1.0",
+        "skopeo wrote another ref.name"
+    );
+
+    let target = Store::open(&work.path().join("target")).unwrap();
+    let loaded = load(&target, &layout, &normalise).unwrap();
+
+    assert_eq!(loaded.len(), 1);
+    assert!(loaded[0].names.is_empty(), "{:?}", loaded[0].names);
+    assert_eq!(loaded[0].bare_tags, ["1.0"]);
+    assert!(target.list_names().unwrap().is_empty());
+    let unnamed = target.list_unnamed().unwrap();
+    assert_eq!(unnamed.len(), 1, "{unnamed:?}");
+    assert_eq!(unnamed[0].digest(), loaded[0].manifest.digest());
+    let short_id = &loaded[0].image_id.digest()[..12];
+    assert_eq!(
+        target.resolve(short_id).unwrap().digest(),
+        loaded[0].manifest.digest()
+    );
+    assert!(target.check(false).unwrap().is_clean());
+}
+
+#[test]
+fn load_full_ref_name_and_containerd_name() {
+    let work = tempfile::tempdir().unwrap();
+    let Some(store) = busybox_store(work.path()) else {
+        return;
+    };
+    if !forge_testkit::require_tool("skopeo") {
+        return;
+    }
+
+    // A full name in ref.name names the image.
+    let full = work.path().join("full");
+    skopeo_oci_layout(&store, &full, "localhost:5000/team/box:1.0");
+    let target = Store::open(&work.path().join("target-full")).unwrap();
+    let loaded = load(&target, &full, &normalise).unwrap();
+    assert_eq!(loaded[0].names, ["localhost:5000/team/box:1.0"]);
+    assert!(loaded[0].bare_tags.is_empty());
+
+    // containerd writes the tag in ref.name and the full name beside it.
+    let tagged = work.path().join("tagged");
+    skopeo_oci_layout(&store, &tagged, "latest");
+    let index_path = tagged.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index_path).unwrap()).unwrap();
+    index["manifests"][0]["annotations"]["io.containerd.image.name"] =
+        "docker.io/library/box:1.36".into();
+    fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let target = Store::open(&work.path().join("target-tagged")).unwrap();
+    let loaded = load(&target, &tagged, &normalise).unwrap();
+    assert_eq!(loaded[0].names, ["docker.io/library/box:1.36"]);
+    assert_eq!(loaded[0].bare_tags, ["latest"]);
+    assert!(target.list_unnamed().unwrap().is_empty());
+}
+
+#[test]
+fn load_docker_archive_without_repo_tags_keeps_unnamed() {
+    let work = tempfile::tempdir().unwrap();
+    let Some(store) = busybox_store(work.path()) else {
+        return;
+    };
+    // Saved by digest, the archive names no image.
+    let digest = store
+        .resolve("busybox:latest")
+        .unwrap()
+        .digest()
+        .to_string();
+    let archive = work.path().join("unnamed.tar");
+    save(&store, &[&digest], ArchiveFormat::Docker, &archive).unwrap();
+
+    let target = Store::open(&work.path().join("target")).unwrap();
+    let loaded = load(&target, &archive, &normalise).unwrap();
+
+    assert_eq!(loaded.len(), 1);
+    assert!(loaded[0].names.is_empty(), "{:?}", loaded[0].names);
+    let unnamed = target.list_unnamed().unwrap();
+    assert_eq!(unnamed.len(), 1, "{unnamed:?}");
+    let by_id = target.resolve(loaded[0].image_id.as_ref()).unwrap();
+    assert_eq!(by_id.digest(), loaded[0].manifest.digest());
+}
+
 #[test]
 fn load_rejects_tampered_blob() {
     let work = tempfile::tempdir().unwrap();

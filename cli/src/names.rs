@@ -41,35 +41,58 @@ pub fn split_name(name: &str) -> (&str, &str) {
 
 /// Finds the manifest or index that `input` names: an image name (in any
 /// form [`Reference`] accepts), `NAME@sha256:HEX`, a full digest of a
-/// manifest or image id, or a unique image id prefix.
+/// manifest or image id, or a unique image id prefix. Unnamed images are
+/// found by id and digest.
 ///
 /// A name is looked up first, then, when no image has that name and the
 /// input is hex, an image id prefix, as Docker does.
 ///
 /// # Errors
 /// The store's not-found error, which suggests the closest name, when no
-/// image matches; an ambiguity error for an id prefix of several images.
+/// image has the name. `no image with id ...` for a full id or digest and
+/// `no image id starts with ...` for a prefix that matches nothing. An
+/// ambiguity error for an id prefix of several images.
 pub fn resolve(store: &Store, input: &str) -> anyhow::Result<Descriptor> {
     if input.starts_with("sha256:") {
-        return Ok(store.resolve(input)?);
+        return store.resolve(input).map_err(|error| id_error(input, error));
     }
 
     let reference = match input.parse::<Reference>() {
         Ok(reference) => reference,
-        Err(ReferenceError::ImageId(_)) => return Ok(store.resolve(input)?),
+        Err(ReferenceError::ImageId(_)) => {
+            return store.resolve(input).map_err(|error| id_error(input, error));
+        }
         Err(error) => {
             return Err(error).with_context(|| format!("invalid image reference `{input}`"));
         }
     };
 
-    let by_name = store.resolve(&reference.familiar());
-    match by_name {
+    let name = reference.familiar();
+    match store.resolve(&name) {
         Err(StoreError::NameNotFound { .. }) if is_hex(input) => match store.resolve(input) {
             Ok(descriptor) => Ok(descriptor),
-            Err(StoreError::NameNotFound { .. }) => Ok(by_name?),
+            Err(StoreError::NameNotFound { .. }) => Err(anyhow::anyhow!(
+                "no image named {name} and no image id starts with {input}; `forge images` lists the images"
+            )),
             Err(error) => Err(error.into()),
         },
         result => Ok(result?),
+    }
+}
+
+/// Rewords the store's not-found error for an input that can only be an
+/// image id or digest, because the store words it as a missing name.
+fn id_error(input: &str, error: StoreError) -> anyhow::Error {
+    let StoreError::NameNotFound { .. } = error else {
+        return error.into();
+    };
+    let hex = input.strip_prefix("sha256:").unwrap_or(input);
+    if hex.len() == 64 {
+        anyhow::anyhow!(
+            "no image with id {input}; `forge images --no-trunc` lists the ids and `forge images --digests` the manifest digests"
+        )
+    } else {
+        anyhow::anyhow!("no image id starts with {input}; `forge images` lists the ids")
     }
 }
 

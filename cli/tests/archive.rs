@@ -128,6 +128,78 @@ fn import_names_image_and_images_lists_it() {
 }
 
 #[test]
+fn import_without_name_is_usable_by_id() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    let rootfs = fixture.rootfs.to_string_lossy().into_owned();
+    let output = fixture.forge("store", &["import", &rootfs]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let id = stdout(&output).trim().to_string();
+    let short = &id["sha256:".len().."sha256:".len() + 12];
+
+    let listed = fixture.forge("store", &["images"]);
+    let text = stdout(&listed);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let cells: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(cells[..3], ["<none>", "<none>", short], "{}", lines[1]);
+
+    assert_eq!(fixture.inspect("store", short)["Id"], id);
+    assert_eq!(fixture.inspect("store", &id)["Id"], id);
+
+    let tag = fixture.forge("store", &["tag", short, "box:v1"]);
+    assert_eq!(tag.status.code(), Some(0), "{}", stderr(&tag));
+    let listed = stdout(&fixture.forge("store", &["images"]));
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(listed.contains("box "), "{listed}");
+    assert!(!listed.contains("<none>"), "{listed}");
+}
+
+#[test]
+fn load_bare_tag_loads_unnamed() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    if !forge_testkit::require_tool("skopeo") {
+        return;
+    }
+    let id = fixture.import("first", "busybox");
+    let short = &id["sha256:".len().."sha256:".len() + 12];
+    // skopeo writes the reference after the layout path as ref.name: `1.0`.
+    let layout = fixture.path("layout");
+    run_tool(
+        Command::new("skopeo")
+            .arg("copy")
+            .arg(format!(
+                "oci:{}:busybox:latest",
+                fixture.path("first").display()
+            ))
+            .arg(format!("oci:{}:1.0", layout.display())),
+    );
+
+    let path = layout.to_string_lossy().into_owned();
+    let load = fixture.forge("second", &["load", "-i", &path]);
+    assert_eq!(load.status.code(), Some(0), "{}", stderr(&load));
+    assert_eq!(stdout(&load), format!("Loaded image ID: {id}\n"));
+    let hint = stderr(&load);
+    assert!(hint.contains("`1.0`"), "{hint}");
+    assert!(
+        hint.contains(&format!("forge tag {short} REPOSITORY:1.0")),
+        "{hint}"
+    );
+
+    let listed = stdout(&fixture.forge("second", &["images"]));
+    let rows: Vec<Vec<&str>> = listed
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{listed}");
+    assert_eq!(rows[1][..3], ["<none>", "<none>", short], "{listed}");
+    assert_eq!(fixture.inspect("second", short)["Id"], id);
+}
+
+#[test]
 fn import_applies_changes_and_message() {
     let Some(fixture) = Fixture::new() else {
         return;

@@ -46,6 +46,24 @@ impl Fixture {
     /// Stores an image whose layers are tars of one file each, with the
     /// given history and creation time, and names it `name`.
     fn add_image(&self, name: &str, created: &str, files: &[&str], history: Value) -> Added {
+        let added = self.store_image(created, files, history);
+        self.store
+            .set_name(name, &added.manifest)
+            .expect("name set");
+        added
+    }
+
+    /// Stores an image like [`Fixture::add_image`] and keeps it unnamed, as
+    /// a build without `-t` does.
+    fn add_unnamed_image(&self, created: &str, files: &[&str]) -> Added {
+        let added = self.store_image(created, files, json!([]));
+        let kept = self.store.add_unnamed(&added.manifest);
+        assert!(kept.expect("unnamed image kept"), "an entry existed before");
+        added
+    }
+
+    /// Stores an image's blobs without listing it in `index.json`.
+    fn store_image(&self, created: &str, files: &[&str], history: Value) -> Added {
         let mut layers = Vec::new();
         for (index, content) in files.iter().enumerate() {
             let tar = tar_of_file(&format!("file{index}"), content);
@@ -78,7 +96,6 @@ impl Fixture {
             .store
             .put_json(&manifest, MediaType::ImageManifest)
             .expect("manifest stored");
-        self.store.set_name(name, &manifest).expect("name set");
         Added {
             manifest,
             config,
@@ -664,7 +681,7 @@ fn rmi_then_prune_frees_blobs() {
     let nothing = fixture.forge(&["prune"]);
     assert_eq!(nothing.status.code(), Some(0), "{}", stderr(&nothing));
     assert!(
-        stdout(&nothing).contains("Removed 0 blobs"),
+        stdout(&nothing).contains("Removed 0 unnamed images, 0 blobs"),
         "{}",
         stdout(&nothing)
     );
@@ -677,7 +694,7 @@ fn rmi_then_prune_frees_blobs() {
 
     let dry_run = fixture.forge(&["prune", "--dry-run"]);
     assert!(
-        stdout(&dry_run).contains("Would remove 4 blobs"),
+        stdout(&dry_run).contains(" 4 blobs"),
         "{}",
         stdout(&dry_run)
     );
@@ -686,7 +703,7 @@ fn rmi_then_prune_frees_blobs() {
     let prune = fixture.forge(&["prune", "--all"]);
     assert_eq!(prune.status.code(), Some(0), "{}", stderr(&prune));
     assert!(
-        stdout(&prune).contains("Removed 4 blobs"),
+        stdout(&prune).contains(" 4 blobs"),
         "{}",
         stdout(&prune)
     );
@@ -701,6 +718,258 @@ fn rmi_then_prune_frees_blobs() {
     assert!(
         fixture.blob_path(&app.manifest).exists(),
         "named image pruned"
+    );
+}
+
+#[test]
+fn inspect_unnamed_image_by_id() {
+    let fixture = Fixture::new();
+    let unnamed = fixture.add_unnamed_image("2022-01-01T00:00:00Z", &["u"]);
+    let id = unnamed.config.digest().to_string();
+    let hex = unnamed.config.digest().digest().to_string();
+
+    for input in [short_id(&unnamed.config), id.clone(), hex] {
+        let output = fixture.forge(&["inspect", &input]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{input}: {}",
+            stderr(&output)
+        );
+        let array: Value = serde_json::from_str(&stdout(&output)).expect("JSON output");
+        assert_eq!(array[0]["Id"], id, "{input}");
+        assert_eq!(array[0]["RepoTags"], json!([]), "{input}");
+    }
+
+    let history = fixture.forge(&["history", "-q", &short_id(&unnamed.config)]);
+    assert_eq!(history.status.code(), Some(0), "{}", stderr(&history));
+}
+
+#[test]
+fn build_without_tag_is_usable_by_id() {
+    let fixture = Fixture::new();
+    let context = fixture.dir.path().join("context");
+    std::fs::create_dir_all(&context).expect("context folder");
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY f.txt /f.txt\n",
+    )
+    .expect("Dockerfile");
+    std::fs::write(context.join("f.txt"), "f\n").expect("context file");
+
+    let build = fixture.forge(&["build", "-q", &context.to_string_lossy()]);
+    assert_eq!(build.status.code(), Some(0), "{}", stderr(&build));
+    let id = stdout(&build).trim().to_string();
+    assert!(id.starts_with("sha256:"), "{id}");
+    let short = &id["sha256:".len().."sha256:".len() + 12];
+
+    let inspect = fixture.forge(&["inspect", short]);
+    assert_eq!(inspect.status.code(), Some(0), "{}", stderr(&inspect));
+    let array: Value = serde_json::from_str(&stdout(&inspect)).expect("JSON output");
+    assert_eq!(array[0]["Id"], id);
+
+    let rows = table(&fixture.forge(&["images"]));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1][..3], ["<none>", "<none>", short], "{rows:?}");
+}
+
+#[test]
+fn images_lists_unnamed_image_as_none() {
+    let fixture = Fixture::new();
+    let (busybox, app) = two_images(&fixture);
+    let unnamed = fixture.add_unnamed_image("2022-01-01T00:00:00Z", &["u"]);
+
+    for args in [&["images"][..], &["images", "-a"][..]] {
+        let rows = table(&fixture.forge(args));
+        assert_eq!(rows.len(), 5, "{args:?}: {rows:?}");
+        // The unnamed image is the newest.
+        assert_eq!(
+            rows[1],
+            [
+                "<none>",
+                "<none>",
+                &short_id(&unnamed.config),
+                &rows[1][3],
+                "10.2kB"
+            ],
+            "{args:?}"
+        );
+    }
+
+    let filtered = table(&fixture.forge(&["images", "busybox"]));
+    assert_eq!(filtered.len(), 3, "{filtered:?}");
+    assert!(
+        filtered.iter().all(|row| row[0] != "<none>"),
+        "{filtered:?}"
+    );
+
+    let quiet = fixture.forge(&["images", "-q"]);
+    let ids: Vec<String> = stdout(&quiet).lines().map(str::to_string).collect();
+    assert_eq!(
+        ids,
+        [
+            short_id(&unnamed.config),
+            short_id(&app.config),
+            short_id(&busybox.config)
+        ]
+    );
+
+    let json_output = fixture.forge(&["images", "--format", "json"]);
+    let first: Value = stdout(&json_output)
+        .lines()
+        .next()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .expect("a line");
+    assert_eq!(first["Repository"], "<none>");
+    assert_eq!(first["Tag"], "<none>");
+    assert_eq!(first["Digest"], unnamed.manifest.digest().to_string());
+}
+
+#[test]
+fn tag_names_unnamed_image() {
+    let fixture = Fixture::new();
+    let unnamed = fixture.add_unnamed_image("2022-01-01T00:00:00Z", &["u"]);
+
+    let output = fixture.forge(&["tag", &short_id(&unnamed.config), "app:v2"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let rows = table(&fixture.forge(&["images"]));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1][0], "app");
+    assert_eq!(rows[1][1], "v2");
+    assert!(fixture.store.list_unnamed().expect("unnamed").is_empty());
+}
+
+#[test]
+fn tag_moving_name_leaves_old_image_unnamed() {
+    let fixture = Fixture::new();
+    let old = fixture.add_image("app:latest", "2020-01-01T00:00:00Z", &["old"], json!([]));
+    fixture.add_image("app:next", "2021-01-01T00:00:00Z", &["new"], json!([]));
+
+    let output = fixture.forge(&["tag", "app:next", "app:latest"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let rows = table(&fixture.forge(&["images"]));
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let none_row = rows.iter().find(|row| row[0] == "<none>");
+    let none_row = none_row.unwrap_or_else(|| panic!("no <none> row in {rows:?}"));
+    assert_eq!(none_row[2], short_id(&old.config));
+}
+
+#[test]
+fn rmi_removes_unnamed_image() {
+    let fixture = Fixture::new();
+    let unnamed = fixture.add_unnamed_image("2022-01-01T00:00:00Z", &["u"]);
+
+    let output = fixture.forge(&["rmi", &short_id(&unnamed.config)]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        format!("Deleted: {}\n", unnamed.config.digest())
+    );
+    assert!(fixture.store.list_unnamed().expect("unnamed").is_empty());
+    assert_eq!(table(&fixture.forge(&["images"])).len(), 1);
+
+    let again = fixture.forge(&["rmi", &short_id(&unnamed.config)]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("no image id starts with"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn prune_removes_unnamed_image_and_check_accepts_it() {
+    let fixture = Fixture::new();
+    let unnamed = fixture.add_unnamed_image("2022-01-01T00:00:00Z", &["u"]);
+    let named = fixture.add_image("app:latest", "2020-01-01T00:00:00Z", &["a"], json!([]));
+
+    let check = fixture.forge(&["store", "check"]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    assert!(fixture.blob_path(&unnamed.manifest).exists());
+
+    let prune = fixture.forge(&["prune"]);
+    assert_eq!(prune.status.code(), Some(0), "{}", stderr(&prune));
+    for descriptor in [&unnamed.manifest, &unnamed.config, &unnamed.layers[0]] {
+        assert!(
+            !fixture.blob_path(descriptor).exists(),
+            "{} kept",
+            descriptor.digest()
+        );
+    }
+    assert!(
+        fixture.blob_path(&named.manifest).exists(),
+        "named image pruned"
+    );
+    assert!(fixture.store.list_unnamed().expect("unnamed").is_empty());
+}
+
+#[test]
+fn inspect_config_digest_is_not_an_image() {
+    let fixture = Fixture::new();
+    // Blobs that `index.json` does not list, as a build that crashed
+    // before naming its image leaves them.
+    let orphan = fixture.store_image("2022-01-01T00:00:00Z", &["o"], json!([]));
+    let config = orphan.config.digest().to_string();
+
+    let output = fixture.forge(&["inspect", &config]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.starts_with(&format!("error: no image with id {config}")),
+        "{message}"
+    );
+    assert!(!message.contains("cannot be read"), "{message}");
+
+    let layer = orphan.layers[0].digest().to_string();
+    let output = fixture.forge(&["inspect", &layer]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(&format!("no image with id {layer}")),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn short_id_matches_image_ids_only() {
+    let fixture = Fixture::new();
+    let (busybox, _) = two_images(&fixture);
+    let manifest_prefix = &busybox.manifest.digest().digest()[..12];
+
+    let output = fixture.forge(&["inspect", manifest_prefix]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(&format!("no image id starts with {manifest_prefix}")),
+        "{}",
+        stderr(&output)
+    );
+
+    let full = busybox.manifest.digest().to_string();
+    let output = fixture.forge(&["inspect", &full]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn missing_image_gets_no_distant_suggestion() {
+    let fixture = Fixture::new();
+    fixture.add_image("scr:latest", "2020-01-01T00:00:00Z", &["s"], json!([]));
+    fixture.add_image("n1:latest", "2020-01-01T00:00:00Z", &["n"], json!([]));
+
+    for args in [["rmi", "nosuch"], ["inspect", "5"], ["inspect", "n"]] {
+        let output = fixture.forge(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let message = stderr(&output);
+        assert!(message.contains("no image named"), "{args:?}: {message}");
+        assert!(!message.contains("did you mean"), "{args:?}: {message}");
+    }
+
+    let close = fixture.forge(&["inspect", "n1:lates"]);
+    assert!(
+        stderr(&close).contains("did you mean n1:latest?"),
+        "{}",
+        stderr(&close)
     );
 }
 

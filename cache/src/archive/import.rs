@@ -30,8 +30,8 @@ use crate::store::Store;
 #[derive(Clone, Debug, Default)]
 pub struct ImportOptions {
     /// The name to give the image, in the form the store keeps
-    /// (`name/app:v1`). With `None` the image stays unnamed, so only its
-    /// digest reaches it until `prune` removes it.
+    /// (`name/app:v1`). With `None` the image is kept as an unnamed image,
+    /// found by its id, until it is tagged or `prune` removes it.
     pub name: Option<String>,
     /// Changes applied in order to the empty config, as
     /// `docker import --change` does.
@@ -60,7 +60,7 @@ pub struct ImportedImage {
 
 /// Imports a root file system tar, gzip- or zstd-compressed or plain (the
 /// content decides), as a one-layer image and names it
-/// [`ImportOptions::name`].
+/// [`ImportOptions::name`], or keeps it unnamed without one.
 ///
 /// The name is set only after the layer, the config and the manifest are
 /// stored. A store lease is held until then, so a concurrent `prune`
@@ -130,8 +130,11 @@ pub fn import_rootfs(
     });
     let manifest = store.put_json(&manifest, MediaType::ImageManifest)?;
 
-    if let Some(name) = &options.name {
-        store.set_name(name, &manifest)?;
+    match &options.name {
+        Some(name) => store.set_name(name, &manifest)?,
+        None => {
+            store.add_unnamed(&manifest)?;
+        }
     }
     tracing::debug!(digest = %manifest.digest(), name = ?options.name, "root file system imported");
     Ok(ImportedImage {

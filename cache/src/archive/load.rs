@@ -26,8 +26,13 @@ use crate::store::{REF_NAME_ANNOTATION, Store, parse_digest};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadedImage {
     /// The store names given to it, after the caller's name callback; empty
-    /// when the archive names it nowhere.
+    /// when the archive names it nowhere, and then the image is kept
+    /// unnamed.
     pub names: Vec<String>,
+    /// Tags that an OCI `ref.name` gives without a repository (`1.0`, as
+    /// `skopeo copy ... oci:DIR:1.0` writes), which name no image by
+    /// themselves.
+    pub bare_tags: Vec<String>,
     /// Its manifest or index, without annotations.
     pub manifest: Descriptor,
     /// Its image id: the config digest, or the index digest for an index.
@@ -52,6 +57,17 @@ struct DockerManifestEntry {
 /// the name the store keeps (`busybox` to `busybox:latest`, say) or returns
 /// why it is invalid. An OCI entry without `ref.name` falls back to the
 /// `io.containerd.image.name` annotation.
+///
+/// A `ref.name` without `/` or `:` that is a valid tag (`1.0`, `latest`)
+/// is taken as a tag, as the OCI image layout tools write it (skopeo's
+/// `oci:DIR:TAG`, umoci, containerd). A tag names no repository, so the
+/// image takes the full name of `io.containerd.image.name` when the entry
+/// has one, and is otherwise loaded unnamed with the tag in
+/// [`LoadedImage::bare_tags`]. NOTE: podman 4.3 takes the same entry for a
+/// repository and names the image `localhost/1.0:latest`. A word such as
+/// `app` could be either, and forge reads it as a tag too.
+///
+/// Images that the archive does not name are kept as unnamed images.
 ///
 /// Nothing outside the store is written. A store lease is held throughout,
 /// and a failed load names nothing; its blobs stay unreferenced until
@@ -88,6 +104,9 @@ pub fn load(
         for name in &image.names {
             store.set_name(name, &image.manifest)?;
         }
+        if image.names.is_empty() {
+            store.add_unnamed(&image.manifest)?;
+        }
     }
     tracing::debug!(archive = %path.display(), images = images.len(), "archive loaded");
     Ok(images)
@@ -122,6 +141,11 @@ fn merge(images: &mut Vec<LoadedImage>, image: LoadedImage) {
             for name in image.names {
                 if !entry.names.contains(&name) {
                     entry.names.push(name);
+                }
+            }
+            for tag in image.bare_tags {
+                if !entry.bare_tags.contains(&tag) {
+                    entry.bare_tags.push(tag);
                 }
             }
         }
@@ -167,13 +191,16 @@ fn load_oci(
     let mut images = Vec::new();
     for entry in index.manifests() {
         let annotations = entry.annotations().clone().unwrap_or_default();
-        let names = match annotations
-            .get(REF_NAME_ANNOTATION)
-            .or_else(|| annotations.get(CONTAINERD_NAME_ANNOTATION))
-        {
+        let ref_name = annotations.get(REF_NAME_ANNOTATION);
+        let bare_tag = ref_name.filter(|name| is_bare_tag(name));
+        let full_name = ref_name
+            .filter(|_| bare_tag.is_none())
+            .or_else(|| annotations.get(CONTAINERD_NAME_ANNOTATION));
+        let names = match full_name {
             Some(name) => vec![normalise_name(source, name, normalise)?],
             None => Vec::new(),
         };
+        let bare_tags = bare_tag.cloned().into_iter().collect();
         let manifest = Descriptor::new(
             entry.media_type().clone(),
             entry.size(),
@@ -184,12 +211,27 @@ fn load_oci(
             &mut images,
             LoadedImage {
                 names,
+                bare_tags,
                 manifest,
                 image_id,
             },
         );
     }
     Ok(images)
+}
+
+/// Returns whether a `ref.name` is a tag alone: no `/` or `:`, and the
+/// tag grammar of the distribution spec, `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn is_bare_tag(name: &str) -> bool {
+    let mut characters = name.chars();
+    let first_valid = characters
+        .next()
+        .is_some_and(|first| first.is_ascii_alphanumeric() || first == '_');
+    first_valid
+        && name.len() <= 128
+        && characters.all(|character| {
+            character.is_ascii_alphanumeric() || matches!(character, '_' | '.' | '-')
+        })
 }
 
 /// Stores a manifest or index and everything it reaches; returns the image
@@ -324,6 +366,7 @@ fn load_docker(
             &mut images,
             LoadedImage {
                 names,
+                bare_tags: Vec::new(),
                 manifest,
                 image_id: config.digest.clone(),
             },
@@ -397,6 +440,30 @@ impl io::Write for HashSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_tags_are_recognised() {
+        for tag in ["1.0", "latest", "v1.2.3-rc_1", "_x", "A"] {
+            assert!(is_bare_tag(tag), "{tag} not taken as a tag");
+        }
+    }
+
+    #[test]
+    fn full_names_are_not_bare_tags() {
+        let long = "a".repeat(129);
+        for name in [
+            "app:1.0",
+            "team/app",
+            "localhost:5000/app",
+            "",
+            ".x",
+            "-x",
+            "a+b",
+            &long,
+        ] {
+            assert!(!is_bare_tag(name), "{name} taken as a tag");
+        }
+    }
 
     #[test]
     fn config_digest_from_name_forms() {

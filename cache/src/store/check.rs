@@ -205,9 +205,14 @@ impl Store {
         let mut bad_entries = Vec::new();
 
         for (position, descriptor) in index.manifests().iter().enumerate() {
+            // An entry without a name is an unnamed image, which is valid;
+            // only a missing or unreadable blob makes it a problem.
             let subject = match ref_name(descriptor) {
                 Some(name) => format!("image name {name}"),
-                None => format!("index.json entry {position}"),
+                None => format!(
+                    "unnamed image {} (index.json entry {position})",
+                    descriptor.digest()
+                ),
             };
             if !self.has_blob(descriptor.digest()) {
                 report.problems.push(CheckProblem {

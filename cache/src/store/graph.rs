@@ -49,6 +49,27 @@ pub(crate) fn kind_of(media_type: &MediaType) -> BlobKind {
     }
 }
 
+/// Guesses from content whether a JSON document is an index or a manifest
+/// ([`BlobKind::Index`] or [`BlobKind::Manifest`]), or neither. Both carry
+/// `"schemaVersion": 2`, which image configs lack.
+fn sniff(value: &serde_json::Value) -> Option<BlobKind> {
+    if value
+        .get("schemaVersion")
+        .and_then(serde_json::Value::as_u64)
+        != Some(2)
+    {
+        return None;
+    }
+    if value
+        .get("manifests")
+        .is_some_and(serde_json::Value::is_array)
+    {
+        return Some(BlobKind::Index);
+    }
+    let config_digest = value.get("config").and_then(|config| config.get("digest"));
+    config_digest.is_some().then_some(BlobKind::Manifest)
+}
+
 /// A parsed manifest or index.
 pub(crate) enum Document {
     Index(Box<ImageIndex>),
@@ -79,8 +100,11 @@ pub(crate) struct Reach {
 
 impl Store {
     /// Reads a manifest or index blob. `kind` is the descriptor's claim;
-    /// with [`BlobKind::Other`] the content decides, and `Ok(None)` means
-    /// the blob is neither.
+    /// with [`BlobKind::Other`] or [`BlobKind::Config`] the content decides,
+    /// and `Ok(None)` means the blob is neither. Content counts as an index
+    /// or manifest only with `"schemaVersion": 2` and a `manifests` array
+    /// or a `config` descriptor, and only when it parses as one. An image
+    /// config has a `config` object too, but no `schemaVersion`.
     pub(crate) fn read_document(
         &self,
         descriptor: &Descriptor,
@@ -96,29 +120,37 @@ impl Store {
             reason,
         };
 
+        let sniffed = matches!(kind, BlobKind::Other | BlobKind::Config);
         let value: serde_json::Value = match serde_json::from_slice(&bytes) {
             Ok(value) => value,
-            Err(_) if kind == BlobKind::Other => return Ok(None),
+            Err(_) if sniffed => return Ok(None),
             Err(error) => return Err(bad(format!("invalid JSON: {error}"))),
         };
-        let looks_like_index = value.get("manifests").is_some();
-        let looks_like_manifest = value.get("layers").is_some() || value.get("config").is_some();
         let as_index = match kind {
             BlobKind::Index => true,
             BlobKind::Manifest => false,
-            BlobKind::Other | BlobKind::Config if looks_like_index => true,
-            BlobKind::Other | BlobKind::Config if looks_like_manifest => false,
-            BlobKind::Other | BlobKind::Config => return Ok(None),
+            BlobKind::Other | BlobKind::Config => match sniff(&value) {
+                Some(kind) => kind == BlobKind::Index,
+                None => return Ok(None),
+            },
         };
 
-        if as_index {
-            let index: ImageIndex = serde_json::from_value(value)
-                .map_err(|error| bad(format!("not an image index: {error}")))?;
-            Ok(Some(Document::Index(Box::new(index))))
+        let document = if as_index {
+            serde_json::from_value::<ImageIndex>(value)
+                .map(|index| Document::Index(Box::new(index)))
+                .map_err(|error| format!("not an image index: {error}"))
         } else {
-            let manifest: ImageManifest = serde_json::from_value(value)
-                .map_err(|error| bad(format!("not an image manifest: {error}")))?;
-            Ok(Some(Document::Manifest(Box::new(manifest))))
+            serde_json::from_value::<ImageManifest>(value)
+                .map(|manifest| Document::Manifest(Box::new(manifest)))
+                .map_err(|error| format!("not an image manifest: {error}"))
+        };
+        match document {
+            Ok(document) => Ok(Some(document)),
+            Err(reason) if sniffed => {
+                tracing::debug!(%digest, reason, "blob resembles a manifest but is none");
+                Ok(None)
+            }
+            Err(reason) => Err(bad(reason)),
         }
     }
 
@@ -228,6 +260,52 @@ mod tests {
         );
         assert_eq!(kind_of(&MediaType::from(DOCKER_CONFIG)), BlobKind::Config);
         assert_eq!(kind_of(&MediaType::ImageLayerGzip), BlobKind::Other);
+    }
+
+    #[test]
+    fn sniff_tells_manifest_index_and_config_apart() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": 2},
+            "layers": [],
+        });
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": []});
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        });
+        assert_eq!(sniff(&manifest), Some(BlobKind::Manifest));
+        assert_eq!(sniff(&index), Some(BlobKind::Index));
+        assert_eq!(sniff(&config), None);
+    }
+
+    #[test]
+    fn read_document_does_not_take_config_for_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // A config with `config` and `layers` keys, which a looser guess
+        // took for a manifest.
+        let config = store
+            .put_json(
+                &serde_json::json!({"config": {}, "layers": [], "os": "linux"}),
+                MediaType::ImageConfig,
+            )
+            .unwrap();
+        let as_other = Descriptor::new(
+            MediaType::Other(String::new()),
+            config.size(),
+            config.digest().clone(),
+        );
+        assert!(matches!(
+            store.read_document(&as_other, BlobKind::Other),
+            Ok(None)
+        ));
+        assert!(matches!(
+            store.read_document(&config, BlobKind::Config),
+            Ok(None)
+        ));
     }
 
     #[test]

@@ -1,6 +1,10 @@
-//! Image names: descriptors in `index.json` annotated with
-//! `org.opencontainers.image.ref.name`, one per name, and the lookup of a
+//! Image names and unnamed images in `index.json`, and the lookup of a
 //! reference (name, `NAME@DIGEST`, digest or short image id).
+//!
+//! A name is a descriptor annotated with
+//! `org.opencontainers.image.ref.name`, one per name. An unnamed image
+//! (docker calls it dangling) is a descriptor without that annotation, at
+//! most one per manifest that no name points at.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -108,6 +112,11 @@ impl Store {
     /// Names `descriptor` (a manifest or index) `name`, replacing the
     /// descriptor that had the name before.
     ///
+    /// An unnamed entry of the same manifest goes, because the image now
+    /// has a name. The image that had the name before becomes unnamed (a
+    /// dangling image, in docker's words) when no other entry points at it,
+    /// so `forge images` lists it as `<none>` until `prune` removes it.
+    ///
     /// # Errors
     /// [`StoreError::InvalidName`] for names outside the OCI grammar;
     /// [`StoreError::MissingBlob`] when the blob is not stored.
@@ -121,35 +130,95 @@ impl Store {
             });
         }
 
-        let mut named = descriptor.clone();
-        let mut annotations = named.annotations().clone().unwrap_or_default();
-        annotations.insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
-        named.set_annotations(Some(annotations));
-
-        self.update_index(|manifests| {
-            let mut replaced = false;
-            manifests.retain_mut(|entry| {
-                if ref_name(entry) != Some(name) {
-                    return true;
+        let named = with_name(descriptor, Some(name));
+        let digest = descriptor.digest();
+        let dangling = self.update_index(|manifests| {
+            // The entry with the name is replaced in place, so the order of
+            // `index.json` stays stable; a repeated entry of the name goes.
+            let mut previous = None;
+            manifests.retain_mut(|entry| match ref_name(entry) {
+                Some(entry_name) if entry_name == name => {
+                    if previous.is_some() {
+                        return false;
+                    }
+                    previous = Some(std::mem::replace(entry, named.clone()));
+                    true
                 }
-                if replaced {
-                    return false;
-                }
-                *entry = named.clone();
-                replaced = true;
-                true
+                Some(_) => true,
+                None => entry.digest() != digest,
             });
-            if !replaced {
+
+            let Some(previous) = previous else {
                 manifests.push(named);
+                return Ok(None);
+            };
+            let still_listed = manifests
+                .iter()
+                .any(|entry| entry.digest() == previous.digest());
+            if still_listed {
+                return Ok(None);
             }
-            Ok(())
+            let unnamed = with_name(&previous, None);
+            manifests.push(unnamed);
+            Ok(Some(previous.digest().clone()))
         })?;
-        tracing::debug!(name, digest = %descriptor.digest(), "name set");
+        tracing::debug!(name, digest = %descriptor.digest(), ?dangling, "name set");
         Ok(())
     }
 
+    /// Keeps `descriptor` (a manifest or index) as an unnamed image: an
+    /// `index.json` entry without `org.opencontainers.image.ref.name`, which
+    /// the OCI image layout allows and OCI readers that look up names skip.
+    /// Does nothing when an entry, named or not, already points at the
+    /// manifest. Returns whether an entry was added.
+    ///
+    /// # Errors
+    /// [`StoreError::MissingBlob`] when the blob is not stored;
+    /// [`StoreError::Io`] when `index.json` cannot be rewritten.
+    pub fn add_unnamed(&self, descriptor: &Descriptor) -> Result<bool> {
+        let _store_lock = self.lock_store(LockMode::Shared)?;
+        if !self.has_blob(descriptor.digest()) {
+            return Err(StoreError::MissingBlob {
+                what: "unnamed image".into(),
+                digest: descriptor.digest().to_string(),
+            });
+        }
+        let unnamed = with_name(descriptor, None);
+        let added = self.update_index(|manifests| {
+            if manifests
+                .iter()
+                .any(|entry| entry.digest() == descriptor.digest())
+            {
+                return Ok(false);
+            }
+            manifests.push(unnamed);
+            Ok(true)
+        })?;
+        tracing::debug!(digest = %descriptor.digest(), added, "unnamed image kept");
+        Ok(added)
+    }
+
+    /// Removes the unnamed entries of the manifest `digest`; returns
+    /// whether there was one. Names of the manifest stay, and the blobs stay
+    /// until `prune`.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] or [`StoreError::DecodeJson`] when `index.json`
+    /// cannot be read or rewritten.
+    pub fn remove_unnamed(&self, digest: &Digest) -> Result<bool> {
+        let _store_lock = self.lock_store(LockMode::Shared)?;
+        let removed = self.update_index(|manifests| {
+            let before = manifests.len();
+            manifests.retain(|entry| ref_name(entry).is_some() || entry.digest() != digest);
+            Ok(manifests.len() < before)
+        })?;
+        tracing::debug!(%digest, removed, "unnamed image removed");
+        Ok(removed)
+    }
+
     /// Removes the name and returns the descriptor it pointed at. The
-    /// blobs stay until `prune`.
+    /// blobs stay until `prune`. As with `docker rmi`, an image whose last
+    /// name goes does not become an unnamed image.
     ///
     /// # Errors
     /// [`StoreError::NameNotFound`] with the closest existing name.
@@ -176,14 +245,39 @@ impl Store {
     /// [`StoreError::Io`] or [`StoreError::DecodeJson`] when `index.json`
     /// cannot be read.
     pub fn list_names(&self) -> Result<Vec<(String, Descriptor)>> {
+        Ok(self.read_entries()?.named)
+    }
+
+    /// Lists the unnamed images: `index.json` entries without a name whose
+    /// manifest no name points at, once per manifest, in the order of
+    /// `index.json`.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] or [`StoreError::DecodeJson`] when `index.json`
+    /// cannot be read.
+    pub fn list_unnamed(&self) -> Result<Vec<Descriptor>> {
+        Ok(self.read_entries()?.unnamed)
+    }
+
+    fn read_entries(&self) -> Result<Entries> {
         let index = self.read_index()?;
-        let mut names: Vec<(String, Descriptor)> = index
+        let mut named: Vec<(String, Descriptor)> = index
             .manifests()
             .iter()
             .filter_map(|entry| ref_name(entry).map(|name| (name.to_string(), entry.clone())))
             .collect();
-        names.sort_by(|left, right| left.0.cmp(&right.0));
-        Ok(names)
+        named.sort_by(|left, right| left.0.cmp(&right.0));
+
+        let mut unnamed: Vec<Descriptor> = Vec::new();
+        for entry in index.manifests() {
+            let digest = entry.digest();
+            let listed = named.iter().any(|(_, named)| named.digest() == digest)
+                || unnamed.iter().any(|seen| seen.digest() == digest);
+            if ref_name(entry).is_none() && !listed {
+                unnamed.push(entry.clone());
+            }
+        }
+        Ok(Entries { named, unnamed })
     }
 
     /// The image id of a named descriptor as Docker shows it: the config
@@ -201,16 +295,25 @@ impl Store {
     }
 
     /// Finds the manifest or index descriptor that `reference` names: an
-    /// image name, `NAME@sha256:HEX`, a full `sha256:HEX` digest of a
-    /// manifest or of an image id, or a unique prefix of an image id or
-    /// manifest digest (with or without `sha256:`).
+    /// image name, `NAME@sha256:HEX`, a full `sha256:HEX` digest of an
+    /// image id or of a stored manifest or index, or a unique prefix of an
+    /// image id (with or without `sha256:`). Unnamed images are found by
+    /// their ids and manifest digests like named ones.
+    ///
+    /// As in docker, a short id matches image ids only (config digests, or
+    /// the digest of an index), never manifest digests. A full digest of a
+    /// blob that is neither a manifest, an index nor an image id matches
+    /// nothing.
     ///
     /// # Errors
-    /// [`StoreError::NameNotFound`] with the closest name as suggestion;
-    /// [`StoreError::AmbiguousId`] listing the matching ids;
+    /// [`StoreError::NameNotFound`] with the closest name as suggestion
+    /// (none for digests and hex ids);
+    /// [`StoreError::AmbiguousId`] listing the ids that start with the
+    /// prefix, each with its names;
     /// [`StoreError::InvalidReference`] for a malformed digest.
     pub fn resolve(&self, reference: &str) -> Result<Descriptor> {
-        let names = self.list_names()?;
+        let entries = self.read_entries()?;
+        let names = || entries.named.iter().map(|(name, _)| name.as_str());
 
         if let Some((name, digest_text)) = reference.rsplit_once('@') {
             let digest =
@@ -221,18 +324,15 @@ impl Store {
             // As docker does, `NAME@DIGEST` matches only a manifest stored
             // under a tag of the same repository.
             let repository = repository_of(name);
-            if let Some((_, descriptor)) = names.iter().find(|(entry, descriptor)| {
+            if let Some((_, descriptor)) = entries.named.iter().find(|(entry, descriptor)| {
                 repository_of(entry) == repository && descriptor.digest() == &digest
             }) {
                 return Ok(descriptor.clone());
             }
-            return Err(not_found(
-                reference,
-                names.iter().map(|(name, _)| name.as_str()),
-            ));
+            return Err(not_found(reference, names()));
         }
 
-        if let Some((_, descriptor)) = names.iter().find(|(name, _)| name == reference) {
+        if let Some((_, descriptor)) = entries.named.iter().find(|(name, _)| name == reference) {
             return Ok(descriptor.clone());
         }
 
@@ -244,109 +344,106 @@ impl Store {
                     reason: error.to_string(),
                 }
             })?;
-            return self.resolve_digest(reference, &digest, &names);
+            return self.resolve_digest(reference, &digest, &entries);
         }
         let prefix = hex.unwrap_or(reference);
-        let is_hex = !prefix.is_empty()
+        if is_hex(prefix)
             && prefix.len() <= 64
-            && prefix
-                .bytes()
-                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
-        if is_hex && let Some(descriptor) = self.resolve_prefix(reference, prefix, &names)? {
+            && let Some(descriptor) = self.resolve_id_prefix(reference, prefix, &entries)?
+        {
             return Ok(descriptor);
         }
-        Err(not_found(
-            reference,
-            names.iter().map(|(name, _)| name.as_str()),
-        ))
+        Err(not_found(reference, names()))
     }
 
-    /// Resolves a full digest: a named manifest, a named image's id, or
-    /// any stored manifest or index.
+    /// Resolves a full digest: the manifest of an `index.json` entry, the
+    /// id of such an image, or any stored manifest or index (such as one
+    /// platform's manifest of a named index).
     fn resolve_digest(
         &self,
         reference: &str,
         digest: &Digest,
-        names: &[(String, Descriptor)],
+        entries: &Entries,
     ) -> Result<Descriptor> {
-        if let Some((_, descriptor)) = names.iter().find(|(_, entry)| entry.digest() == digest) {
-            return Ok(descriptor.clone());
+        if let Some(descriptor) = entries.all().find(|(_, entry)| entry.digest() == digest) {
+            return Ok(descriptor.1.clone());
         }
-        for (_, descriptor) in names {
-            if self.image_id(descriptor).ok().as_ref() == Some(digest) {
+        for (_, descriptor) in entries.all() {
+            if self.entry_id(descriptor).as_ref() == Some(digest) {
                 return Ok(descriptor.clone());
             }
         }
-        if !self.has_blob(digest) {
-            return Err(StoreError::NameNotFound {
-                reference: reference.to_string(),
-                suggestion: None,
-            });
-        }
 
-        // An unnamed blob: its content tells whether it is an image.
-        let size = self.blob_size(digest)?;
-        let probe = Descriptor::new(MediaType::Other(String::new()), size, digest.clone());
-        let media_type = match self.read_document(&probe, BlobKind::Other)? {
-            Some(Document::Index(index)) => {
-                index.media_type().clone().unwrap_or(MediaType::ImageIndex)
+        // The content of a blob that no entry lists decides whether it is
+        // an image. An image config, a layer or any other blob is not.
+        if self.has_blob(digest) {
+            let size = self.blob_size(digest)?;
+            let probe = Descriptor::new(MediaType::Other(String::new()), size, digest.clone());
+            let media_type = match self.read_document(&probe, BlobKind::Other)? {
+                Some(Document::Index(index)) => {
+                    Some(index.media_type().clone().unwrap_or(MediaType::ImageIndex))
+                }
+                Some(Document::Manifest(manifest)) => Some(
+                    manifest
+                        .media_type()
+                        .clone()
+                        .unwrap_or(MediaType::ImageManifest),
+                ),
+                None => None,
+            };
+            if let Some(media_type) = media_type {
+                return Ok(Descriptor::new(media_type, size, digest.clone()));
             }
-            Some(Document::Manifest(manifest)) => manifest
-                .media_type()
-                .clone()
-                .unwrap_or(MediaType::ImageManifest),
-            None => {
-                return Err(StoreError::InvalidReference {
-                    reference: reference.to_string(),
-                    reason: format!("blob {digest} is not an image manifest or index"),
-                });
-            }
-        };
-        Ok(Descriptor::new(media_type, size, digest.clone()))
+        }
+        Err(StoreError::NameNotFound {
+            reference: reference.to_string(),
+            suggestion: None,
+        })
     }
 
-    /// Resolves a hex prefix of an image id or manifest digest among the
-    /// named images. Several names of one manifest count as one match.
-    fn resolve_prefix(
+    /// Resolves a hex prefix of an image id among the `index.json` entries.
+    /// Every name of one image counts as one match. When several manifests
+    /// share an image id, the first one that a name points at (names in
+    /// order), else the first unnamed one, is returned.
+    fn resolve_id_prefix(
         &self,
         reference: &str,
         prefix: &str,
-        names: &[(String, Descriptor)],
+        entries: &Entries,
     ) -> Result<Option<Descriptor>> {
-        // Manifest digest -> (descriptor, image id, names).
-        let mut matches: BTreeMap<String, (Descriptor, String, Vec<&str>)> = BTreeMap::new();
-        let mut image_ids: HashMap<String, String> = HashMap::new();
-        for (name, descriptor) in names {
-            let manifest_hex = sha256_hex(descriptor.digest())
-                .unwrap_or_default()
-                .to_string();
-            let id_hex = match image_ids.get(&manifest_hex) {
-                Some(id) => id.clone(),
-                None => {
-                    let id = self
-                        .image_id(descriptor)
-                        .ok()
+        // Image id hex -> the descriptor found first and the names of the id.
+        let mut matches: BTreeMap<String, (Descriptor, Vec<String>)> = BTreeMap::new();
+        let mut ids_by_manifest: HashMap<String, Option<String>> = HashMap::new();
+        for (name, descriptor) in entries.all() {
+            let id_hex = ids_by_manifest
+                .entry(descriptor.digest().to_string())
+                .or_insert_with(|| {
+                    self.entry_id(descriptor)
                         .and_then(|id| sha256_hex(&id).ok().map(str::to_string))
-                        .unwrap_or_else(|| manifest_hex.clone());
-                    image_ids.insert(manifest_hex.clone(), id.clone());
-                    id
-                }
+                })
+                .clone();
+            let Some(id_hex) = id_hex.filter(|id| id.starts_with(prefix)) else {
+                continue;
             };
-            if id_hex.starts_with(prefix) || manifest_hex.starts_with(prefix) {
-                matches
-                    .entry(manifest_hex)
-                    .or_insert_with(|| (descriptor.clone(), id_hex, Vec::new()))
-                    .2
-                    .push(name);
-            }
+            let (_, names) = matches
+                .entry(id_hex)
+                .or_insert_with(|| (descriptor.clone(), Vec::new()));
+            names.extend(name.map(str::to_string));
         }
 
         if matches.len() > 1 {
+            // Twelve digits, as `forge images` shows ids, unless the prefix
+            // already has that many and the ids differ only further on.
+            let shown = if prefix.len() >= 12 { 64 } else { 12 };
             let candidates = matches
-                .values()
-                .map(|(_, id, names)| {
-                    let short = id.get(..12).unwrap_or(id);
-                    format!("{short} ({})", names.join(", "))
+                .iter()
+                .map(|(id, (_, names))| {
+                    let short = id.get(..shown).unwrap_or(id);
+                    if names.is_empty() {
+                        format!("{short} (unnamed)")
+                    } else {
+                        format!("{short} ({})", names.join(", "))
+                    }
                 })
                 .collect();
             return Err(StoreError::AmbiguousId {
@@ -357,8 +454,58 @@ impl Store {
         Ok(matches
             .into_values()
             .next()
-            .map(|(descriptor, _, _)| descriptor))
+            .map(|(descriptor, _)| descriptor))
     }
+
+    /// Returns the image id of an `index.json` entry, or `None` when its
+    /// manifest cannot be read; `check` reports such entries.
+    fn entry_id(&self, descriptor: &Descriptor) -> Option<Digest> {
+        match self.image_id(descriptor) {
+            Ok(id) => Some(id),
+            Err(error) => {
+                tracing::debug!(digest = %descriptor.digest(), %error, "image id unreadable");
+                None
+            }
+        }
+    }
+}
+
+/// The images that `index.json` lists.
+struct Entries {
+    /// Every name with its descriptor, sorted by name.
+    named: Vec<(String, Descriptor)>,
+    /// Entries without a name whose manifest no name points at, once per
+    /// manifest, in the order of `index.json`.
+    unnamed: Vec<Descriptor>,
+}
+
+impl Entries {
+    /// Returns the named entries, then the unnamed ones.
+    fn all(&self) -> impl Iterator<Item = (Option<&str>, &Descriptor)> {
+        let named = self
+            .named
+            .iter()
+            .map(|(name, descriptor)| (Some(name.as_str()), descriptor));
+        let unnamed = self.unnamed.iter().map(|descriptor| (None, descriptor));
+        named.chain(unnamed)
+    }
+}
+
+/// Returns a copy of `descriptor` whose `ref.name` annotation is `name`,
+/// or that has none with `None`.
+fn with_name(descriptor: &Descriptor, name: Option<&str>) -> Descriptor {
+    let mut copy = descriptor.clone();
+    let mut annotations = copy.annotations().clone().unwrap_or_default();
+    match name {
+        Some(name) => {
+            annotations.insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
+        }
+        None => {
+            annotations.remove(REF_NAME_ANNOTATION);
+        }
+    }
+    copy.set_annotations((!annotations.is_empty()).then_some(annotations));
+    copy
 }
 
 /// Builds a not-found error that suggests the closest of `names`.
@@ -369,11 +516,21 @@ fn not_found<'a>(reference: &str, names: impl Iterator<Item = &'a str>) -> Store
     }
 }
 
+/// The largest edit distance at which a name is suggested.
+const MAX_SUGGESTION_DISTANCE: usize = 2;
+
 /// Picks the name closest to `reference`: one that only adds a tag to it,
 /// else the one with the smallest edit distance if that distance is at
-/// most a third of the reference's length (at least 1).
+/// most [`MAX_SUGGESTION_DISTANCE`] and at most a third of the reference's
+/// length. A `:latest` tag, which the command line adds to a name typed
+/// without a tag, does not count towards that length. Digests and hex ids
+/// get no suggestion, because a name that resembles an id is a coincidence.
 fn closest_name<'a>(reference: &str, names: impl Iterator<Item = &'a str>) -> Option<String> {
-    let limit = (reference.chars().count() / 3).max(1);
+    let typed = reference.strip_suffix(":latest").unwrap_or(reference);
+    if typed.starts_with("sha256:") || is_hex(typed) {
+        return None;
+    }
+    let limit = (typed.chars().count() / 3).min(MAX_SUGGESTION_DISTANCE);
     let mut best: Option<(usize, &str)> = None;
     for name in names {
         if name
@@ -388,6 +545,15 @@ fn closest_name<'a>(reference: &str, names: impl Iterator<Item = &'a str>) -> Op
         }
     }
     best.map(|(_, name)| name.to_string())
+}
+
+/// Returns whether `text` consists of lowercase hex digits only, as image
+/// ids and their prefixes do.
+fn is_hex(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Levenshtein distance in characters.
@@ -469,6 +635,50 @@ mod tests {
     fn closest_name_skips_distant_names() {
         let names = ["completely:different"];
         assert_eq!(closest_name("foo:latest", names.into_iter()), None);
+    }
+
+    #[test]
+    fn closest_name_ignores_default_tag_in_limit() {
+        // `x:latest` is one typed character, so no edit is close enough.
+        assert_eq!(closest_name("x:latest", ["y:latest"].into_iter()), None);
+        assert_eq!(
+            closest_name("nosuch:latest", ["scr:latest"].into_iter()),
+            None
+        );
+        assert_eq!(
+            closest_name("app:v2", ["app:v1"].into_iter()),
+            Some("app:v1".into())
+        );
+    }
+
+    #[test]
+    fn closest_name_caps_distance_at_two() {
+        let names = ["abcdefghijkl:latest"];
+        // Three edits are a quarter of twelve typed characters: too many.
+        assert_eq!(closest_name("abcdefghiXYZ:latest", names.into_iter()), None);
+        assert_eq!(
+            closest_name("abcdefghijXY:latest", names.into_iter()),
+            Some("abcdefghijkl:latest".into())
+        );
+    }
+
+    #[test]
+    fn closest_name_skips_hex_and_digests() {
+        assert_eq!(closest_name("5:latest", ["n1:latest"].into_iter()), None);
+        assert_eq!(closest_name("cafe", ["cafe:latest"].into_iter()), None);
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(closest_name(&digest, [digest.as_str()].into_iter()), None);
+    }
+
+    #[test]
+    fn with_name_sets_and_removes_annotation() {
+        let digest: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+        let plain = Descriptor::new(MediaType::ImageManifest, 3, digest);
+        let named = with_name(&plain, Some("app:v1"));
+        assert_eq!(ref_name(&named), Some("app:v1"));
+        let unnamed = with_name(&named, None);
+        assert_eq!(ref_name(&unnamed), None);
+        assert_eq!(unnamed.annotations(), &None, "empty annotations stay");
     }
 
     #[test]

@@ -1,15 +1,18 @@
-//! `prune`: removes blobs, unpacked layers and step-cache entries that no
-//! name reaches.
+//! `prune`: removes unnamed images, and the blobs, unpacked layers and
+//! step-cache entries that no name reaches.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
+
+use oci_spec::image::Descriptor;
 
 use super::Store;
 use super::blobs::sha256_hex;
 use super::check::{file_name, is_sha256_hex, list_dir, remove_any};
 use super::error::Result;
 use super::lock::LockMode;
+use super::names::ref_name;
 use super::steps::StepRecord;
 
 /// Options of `prune`.
@@ -28,6 +31,8 @@ pub struct PruneOptions {
 /// Counts of what `prune` removed (or, with `dry_run`, would remove).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PruneReport {
+    /// Unnamed (dangling) images whose `index.json` entries were removed.
+    pub unnamed_removed: usize,
     /// Blobs removed.
     pub blobs_removed: usize,
     /// Unpacked layer folders removed.
@@ -48,8 +53,9 @@ struct StepCandidate<'a> {
 }
 
 impl Store {
-    /// Removes what no name reaches: blobs outside the graph of the names
-    /// in `index.json` (index -> manifests -> configs and layers), unpacked
+    /// Removes what no name reaches: the unnamed images of `index.json`
+    /// (docker's dangling images), blobs outside the graph of the names in
+    /// `index.json` (index -> manifests -> configs and layers), unpacked
     /// layers whose diff id no named config or kept step lists, step-cache
     /// entries chosen by `options` or whose layer is gone, and leftovers in
     /// `forge/tmp/`. Step entries keep their layer blobs and unpacked
@@ -79,13 +85,26 @@ impl Store {
             report.temp_removed += 1;
         }
 
-        // What the names reach is never removed.
-        let roots = self
-            .read_index()?
-            .manifests()
-            .iter()
-            .map(|descriptor| (descriptor.digest().to_string(), descriptor.clone()))
+        // Unnamed images go first, so only what the names reach stays.
+        report.unnamed_removed = if options.dry_run {
+            let index = self.read_index()?;
+            let unnamed = index.manifests().iter();
+            unnamed.filter(|entry| ref_name(entry).is_none()).count()
+        } else {
+            self.update_index(|manifests| {
+                let before = manifests.len();
+                manifests.retain(|entry| ref_name(entry).is_some());
+                Ok(before - manifests.len())
+            })?
+        };
+
+        // What the names and the containers' images reach is never removed.
+        let mut roots: Vec<(String, Descriptor)> = self
+            .list_names()?
+            .into_iter()
+            .map(|(name, descriptor)| (format!("image name {name}"), descriptor))
             .collect();
+        roots.extend(self.container_image_roots());
         let mut reach = self.walk(roots);
         if let Some(error) = reach.unreadable.pop() {
             return Err(error);
@@ -171,6 +190,7 @@ impl Store {
         }
 
         tracing::info!(
+            unnamed = report.unnamed_removed,
             blobs = report.blobs_removed,
             unpacked = report.unpacked_removed,
             steps = report.steps_removed,

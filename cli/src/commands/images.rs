@@ -1,6 +1,7 @@
-//! `forge images`: list the named images of the store, as `docker images`
-//! does. Also contains what the other image commands share: reading an image
-//! from the store and printing sizes, ages and tables as Docker does.
+//! `forge images`: list the images of the store, as `docker images` (docker
+//! 24) does: one row per name, and a `<none>` row per unnamed image. Also
+//! contains what the other image commands share: reading an image from the
+//! store and printing sizes, ages and tables as Docker does.
 
 use std::collections::HashSet;
 use std::io::{self, Write};
@@ -20,12 +21,15 @@ use crate::names::split_name;
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
     /// Show only the images of this repository, and only this tag when one
-    /// is given (`busybox`, `busybox:1.36`, `localhost:5000/app`).
+    /// is given (`busybox`, `busybox:1.36`, `localhost:5000/app`). Unnamed
+    /// images are left out.
     #[arg(value_name = "REPOSITORY[:TAG]")]
     filter: Option<String>,
 
-    /// Show all images. Every image in the store has a name, so this shows
-    /// the same list; it is accepted for Docker compatibility.
+    /// Show all images. Accepted for Docker compatibility, and the list is
+    /// the same without it: unnamed images (`<none>` rows) are shown
+    /// anyway, as `docker images` shows dangling images, and the store
+    /// keeps no intermediate images.
     #[arg(short = 'a', long = "all")]
     all: bool,
 
@@ -58,7 +62,8 @@ pub(crate) enum ListFormat {
     Json,
 }
 
-/// One row of the listing: a name and the image it points at.
+/// One row of the listing: a name and the image it points at. An unnamed
+/// image has an empty repository and tag, shown as `<none>`.
 struct Row {
     repository: String,
     tag: String,
@@ -88,8 +93,23 @@ pub fn run(globals: &Globals, args: &ImagesArgs) -> anyhow::Result<()> {
             Err(error) => warn_unreadable(&name, &error),
         }
     }
+    // A filter names a repository, which unnamed images do not have.
+    if filter.is_none() {
+        for descriptor in store.list_unnamed()? {
+            match read_image(&store, &descriptor) {
+                Ok(image) => rows.push(Row {
+                    repository: String::new(),
+                    tag: String::new(),
+                    image,
+                }),
+                Err(error) => {
+                    warn_unreadable(&format!("unnamed image {}", descriptor.digest()), &error);
+                }
+            }
+        }
+    }
 
-    // Newest first, as Docker lists them; names break ties.
+    // Newest first, as Docker lists them; names, then digests break ties.
     rows.sort_by(|left, right| {
         right
             .image
@@ -97,6 +117,10 @@ pub fn run(globals: &Globals, args: &ImagesArgs) -> anyhow::Result<()> {
             .cmp(&left.image.created())
             .then_with(|| left.repository.cmp(&right.repository))
             .then_with(|| left.tag.cmp(&right.tag))
+            .then_with(|| {
+                let digest = |row: &Row| row.image.descriptor.digest().to_string();
+                digest(left).cmp(&digest(right))
+            })
     });
 
     let mut out = io::stdout().lock();
@@ -121,7 +145,7 @@ pub fn run(globals: &Globals, args: &ImagesArgs) -> anyhow::Result<()> {
         ListFormat::Table => {
             let mut table = vec![header(args.digests)];
             for row in &rows {
-                let mut cells = vec![row.repository.clone(), or_none(&row.tag)];
+                let mut cells = vec![or_none(&row.repository), or_none(&row.tag)];
                 if args.digests {
                     cells.push(row.image.descriptor.digest().to_string());
                 }
@@ -153,7 +177,7 @@ fn json_row(row: &Row, no_trunc: bool, now: DateTime<Utc>) -> Value {
         "CreatedSince": row.image.created_since(now),
         "Digest": row.image.descriptor.digest().to_string(),
         "ID": format_id(&row.image.id, no_trunc),
-        "Repository": row.repository,
+        "Repository": or_none(&row.repository),
         "SharedSize": "N/A",
         "Size": size,
         "Tag": or_none(&row.tag),

@@ -26,8 +26,8 @@ pub struct ImportArgs {
     file: PathBuf,
 
     /// The name of the new image, `NAME[:TAG]`; the tag defaults to
-    /// `latest`. Without a name the image is reachable only by its id until
-    /// `forge prune` removes it.
+    /// `latest`. Without a name the image is listed as `<none>` and found by
+    /// its id until it is tagged or `forge prune` removes it.
     #[arg(value_name = "NAME[:TAG]")]
     name: Option<String>,
 

@@ -27,7 +27,9 @@ pub struct LoadArgs {
 }
 
 /// Runs `forge load` and prints `Loaded image: NAME` per name, or
-/// `Loaded image ID: ID` for an image the archive does not name.
+/// `Loaded image ID: ID` for an image the archive does not name. For an
+/// image that an OCI `ref.name` tags without a repository, a hint on
+/// standard error shows how to name it.
 pub fn run(globals: &Globals, args: &LoadArgs) -> anyhow::Result<()> {
     let store = globals.open_store()?;
     let normalise_name = |name: &str| normalise(name).map_err(|error| format!("{error:#}"));
@@ -53,12 +55,25 @@ pub fn run(globals: &Globals, args: &LoadArgs) -> anyhow::Result<()> {
     for image in &images {
         if image.names.is_empty() {
             writeln!(out, "Loaded image ID: {}", image.image_id)?;
+            if let Some(tag) = image.bare_tags.first() {
+                hint_bare_tag(image.image_id.digest(), tag);
+            }
         }
         for name in &image.names {
             writeln!(out, "Loaded image: {name}")?;
         }
     }
     Ok(out.flush()?)
+}
+
+/// Prints how to name an image that the archive tags without a repository.
+/// `id_hex` is the image id without `sha256:`.
+#[allow(clippy::print_stderr)]
+fn hint_bare_tag(id_hex: &str, tag: &str) {
+    let short = id_hex.get(..12).unwrap_or(id_hex);
+    eprintln!(
+        "hint: the archive gives image {short} only the tag `{tag}`, without a repository, so it was loaded unnamed; name it with `forge tag {short} REPOSITORY:{tag}`"
+    );
 }
 
 /// Copies standard input into a work folder of the store, because the

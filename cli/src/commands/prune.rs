@@ -59,8 +59,12 @@ pub fn run(globals: &Globals, args: &PruneArgs) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(
         out,
-        "{verb} {} blobs, {} unpacked layers, {} build cache entries, {} temporary files",
-        report.blobs_removed, report.unpacked_removed, report.steps_removed, report.temp_removed
+        "{verb} {} unnamed images, {} blobs, {} unpacked layers, {} build cache entries, {} temporary files",
+        report.unnamed_removed,
+        report.blobs_removed,
+        report.unpacked_removed,
+        report.steps_removed,
+        report.temp_removed
     )?;
     let total = if args.dry_run {
         "Total space to reclaim"

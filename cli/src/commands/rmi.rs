@@ -1,5 +1,5 @@
-//! `forge rmi`: remove image names, like `docker rmi`. The blobs stay
-//! until `forge prune`.
+//! `forge rmi`: remove image names and unnamed images, like `docker rmi`.
+//! The blobs stay until `forge prune`.
 
 use std::io::{self, Write};
 
@@ -14,7 +14,7 @@ use crate::names::{normalise, resolve};
 pub struct RmiArgs {
     /// Images to remove: names, `NAME@sha256:...`, digests or image ids.
     /// A name removes that name only; an id or digest removes every name
-    /// of the image.
+    /// of the image, or the unnamed image.
     #[arg(value_name = "IMAGE", required = true)]
     images: Vec<String>,
 
@@ -25,8 +25,8 @@ pub struct RmiArgs {
 }
 
 /// Runs `forge rmi`: prints `Untagged: NAME` for each removed name and
-/// `Deleted: ID` when the image has no name left. Goes on after an image
-/// that cannot be removed and fails at the end.
+/// `Deleted: ID` when the image has no name left or was unnamed. Goes on
+/// after an image that cannot be removed and fails at the end.
 pub fn run(globals: &Globals, args: &RmiArgs) -> anyhow::Result<()> {
     let store = globals.open_store()?;
     let mut out = io::stdout().lock();
@@ -57,9 +57,15 @@ fn remove_one(store: &Store, input: &str, force: bool, out: &mut impl Write) -> 
 
     let remove: Vec<String> = match by_name {
         Some(name) => vec![name],
-        None if names.is_empty() => anyhow::bail!(
-            "image {input} has no name to remove; `forge prune` removes unnamed images"
-        ),
+        None if names.is_empty() => {
+            if !store.remove_unnamed(digest)? {
+                anyhow::bail!(
+                    "image {input} has no name and is not kept as an unnamed image, so there is nothing to remove; `forge prune` removes its blobs unless a name reaches them"
+                );
+            }
+            writeln!(out, "Deleted: {id}")?;
+            return Ok(());
+        }
         None if names.len() > 1 && !force => anyhow::bail!(
             "image {input} has several names ({}); remove them one by one or pass -f to remove them all",
             names.join(", ")
@@ -72,6 +78,9 @@ fn remove_one(store: &Store, input: &str, force: bool, out: &mut impl Write) -> 
         writeln!(out, "Untagged: {name}")?;
     }
     if names.len() == remove.len() {
+        // `index.json` written by another tool may also list the image
+        // without a name; that entry goes with the last name.
+        store.remove_unnamed(digest)?;
         writeln!(out, "Deleted: {id}")?;
     }
     Ok(())

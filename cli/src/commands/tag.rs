@@ -14,7 +14,8 @@ pub struct TagArgs {
     source: String,
 
     /// The new name, `NAME[:TAG]`; the tag defaults to `latest`. A name
-    /// that another image has moves to this one.
+    /// that another image has moves to this one, and that image is listed
+    /// as `<none>` when it has no other name.
     #[arg(value_name = "TARGET")]
     target: String,
 }
