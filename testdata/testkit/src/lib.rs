@@ -9,6 +9,7 @@
 #![allow(clippy::print_stderr)]
 
 pub mod oci_schema;
+pub mod registry;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
