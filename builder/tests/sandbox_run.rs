@@ -277,8 +277,10 @@ fn proc_shows_sandbox_init() {
     let mut lines = sink.stdout.split(|b| *b == b'\n');
     let init = lines.next().unwrap();
     assert_ne!(init, host_init.as_slice());
-    // The init is a clone of this test process, so it has its command line.
-    assert_eq!(init, own.as_slice());
+    // The init is a clone of this test process, but shows a neutral
+    // command line instead of this binary's path and arguments.
+    assert_ne!(init, own.as_slice());
+    assert_eq!(init, b"forge-init\0");
     assert_eq!(lines.next(), Some(&b"2"[..]));
 }
 
@@ -715,6 +717,21 @@ fn rootless_helper() {
         Ok(outcome) => println!("NOBODY: {:?} {:?}", outcome.exit_code, sink.out()),
         Err(error) => println!("NOBODY ERROR: {error}"),
     }
+
+    // Root of the user namespace keeps only the default capabilities.
+    let mut caps = spec.clone();
+    caps.argv = vec!["grep".into(), "^CapEff".into(), "/proc/self/status".into()];
+    let caps_upper = dir.path().join("upper3");
+    let caps_work = dir.path().join("work3");
+    std::fs::create_dir(&caps_upper).unwrap();
+    std::fs::create_dir(&caps_work).unwrap();
+    caps.upper = caps_upper;
+    caps.work = caps_work;
+    let mut sink = Collect::default();
+    match run(&caps, &mut sink) {
+        Ok(outcome) => println!("CAPS: {:?} {:?}", outcome.exit_code, sink.out()),
+        Err(error) => println!("CAPS ERROR: {error}"),
+    }
 }
 
 #[test]
@@ -780,4 +797,8 @@ fn rootless_run() {
     );
     assert!(text.contains("WHITEOUT: true"), "{text}");
     assert!(text.contains("NOBODY: Some(0) \"65534\\n\""), "{text}");
+    assert!(
+        text.contains("CAPS: Some(0) \"CapEff:\\t00000000a80425fb\\n\""),
+        "{text}"
+    );
 }

@@ -15,8 +15,10 @@
 use std::ffi::CString;
 use std::os::fd::RawFd;
 
+use super::caps;
 use super::plan::{self, Step};
 use super::syscall::{Errno, LinuxSyscall, Syscall};
+use super::title::{self, ArgRegion};
 
 /// Everything the child processes need, prepared by the parent.
 pub(crate) struct ChildSpec {
@@ -38,6 +40,15 @@ pub(crate) struct ChildSpec {
     /// Whether the sandbox has its own network namespace whose loopback
     /// interface must be brought up.
     pub(crate) loopback_up: bool,
+    /// Whether the command's standard input is a terminal that becomes the
+    /// controlling terminal of its session, so Ctrl-C there sends SIGINT.
+    pub(crate) controlling_tty: bool,
+    /// Capability mask that the command keeps (see [`caps`]); `None` keeps
+    /// every capability (`RUN --security=insecure`).
+    pub(crate) capabilities: Option<u64>,
+    /// Argument memory of the parent, which the init overwrites with
+    /// [`title::INIT_TITLE`]; `None` when it could not be read.
+    pub(crate) arg_region: Option<ArgRegion>,
     pub(crate) stdin: RawFd,
     pub(crate) stdout: RawFd,
     pub(crate) stderr: RawFd,
@@ -124,6 +135,7 @@ pub(crate) enum CommandStage {
     Workdir = 5,
     Fork = 6,
     Loopback = 7,
+    Capabilities = 8,
 }
 
 impl CommandStage {
@@ -137,6 +149,7 @@ impl CommandStage {
             5 => "change to the working directory",
             6 => "start the command process",
             7 => "bring up the loopback interface",
+            8 => "limit the capabilities of the command",
             _ => "prepare the command",
         }
     }
@@ -251,6 +264,9 @@ fn loopback_up() -> Result<(), Errno> {
 /// Runs the sandbox init; never returns.
 #[allow(unsafe_code)]
 pub(crate) fn init_main(spec: &ChildSpec) -> ! {
+    if let Some(region) = spec.arg_region {
+        title::overwrite(region, title::INIT_TITLE);
+    }
     // SAFETY: prctl and read take plain integers and a valid buffer.
     unsafe {
         // The init dies with the thread that started it, which takes the
@@ -371,8 +387,18 @@ fn command_main(spec: &ChildSpec) -> ! {
             }
         }
         libc::setsid();
+        if spec.controlling_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+            fail(CommandStage::Streams, errno());
+        }
     }
 
+    // The bounding set shrinks while CAP_SETPCAP is still effective; the
+    // other sets follow the id change, which empties them for non-root.
+    if let Some(keep) = spec.capabilities {
+        if let Err(errno) = caps::limit_bounding_set(&sys, keep) {
+            fail(CommandStage::Capabilities, errno);
+        }
+    }
     if spec.set_groups {
         if let Err(errno) = sys.setgroups(&spec.groups) {
             fail(CommandStage::Groups, errno);
@@ -383,6 +409,11 @@ fn command_main(spec: &ChildSpec) -> ! {
     }
     if let Err(errno) = sys.setuid(spec.uid) {
         fail(CommandStage::Uid, errno);
+    }
+    if let Some(keep) = spec.capabilities {
+        if let Err(errno) = caps::limit_process_sets(&sys, keep, spec.uid) {
+            fail(CommandStage::Capabilities, errno);
+        }
     }
     if let Err(errno) = sys.chdir(&spec.workdir) {
         fail(CommandStage::Workdir, errno);

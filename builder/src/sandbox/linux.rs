@@ -8,13 +8,15 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::caps;
 use super::child::{self, ChildSpec, CommandStage, REPORT_SIZE, Report};
 use super::image::ImageView;
 use super::plan::{self, Layout, Step};
 use super::prepare::{self, DEFAULT_PATH, PointKind, StateDir, c_string};
 use super::signals::Watch;
+use super::title;
 use super::user::{self, ExecUser};
-use super::{Network, OutputSink, RunOutcome, RunSpec, SandboxError, TAIL_LINES};
+use super::{Network, OutputSink, RunOutcome, RunSpec, SandboxError, Security, TAIL_LINES};
 
 /// How long an interrupted command may take to exit before the sandbox is
 /// killed.
@@ -23,14 +25,82 @@ const GRACE: Duration = Duration::from_secs(2);
 /// The subordinate id ranges granted to the caller in `/etc/subuid` and
 /// `/etc/subgid`, used with `newuidmap` and `newgidmap`.
 #[derive(Debug, Clone, Copy)]
-struct Subordinate {
+pub(super) struct Subordinate {
     uid_start: u32,
     gid_start: u32,
     count: u32,
 }
 
-/// Runs `spec`; see [`super::run`].
-pub(crate) fn run(spec: &RunSpec, output: &mut dyn OutputSink) -> Result<RunOutcome, SandboxError> {
+/// A sandbox whose child processes are prepared but not started yet.
+pub(super) struct Prepared {
+    /// The command line, for messages.
+    pub(super) command: String,
+    /// The program, as the command line names it.
+    pub(super) program: String,
+    /// Whether the sandbox runs in its own user namespace.
+    pub(super) rootless: bool,
+    /// The caller's subordinate id ranges, used without root.
+    pub(super) subordinate: Option<Subordinate>,
+    /// Temporary host folder with the mount-point layer and `/etc` files.
+    pub(super) state: StateDir,
+    /// Data of the child processes; the standard streams are still -1.
+    pub(super) child: ChildSpec,
+    /// Paths the PATH lookup tries, in order.
+    pub(super) candidates: Vec<String>,
+    /// The PATH searched.
+    pub(super) path_var: String,
+}
+
+/// Runs `spec`; see [`super::run_with_security`].
+pub(crate) fn run(
+    spec: &RunSpec,
+    security: Security,
+    output: &mut dyn OutputSink,
+) -> Result<RunOutcome, SandboxError> {
+    let Prepared {
+        command,
+        program,
+        rootless,
+        subordinate,
+        state,
+        mut child,
+        candidates,
+        path_var,
+    } = prepare(spec, None)?;
+    apply_security(&mut child, security);
+    let outcome = start_and_wait(spec, &command, &mut child, rootless, subordinate, output)?;
+    let Finished {
+        reports,
+        init_status,
+        interrupted,
+        tail,
+    } = outcome;
+    drop(state);
+
+    if let Some(signal) = interrupted {
+        return Err(SandboxError::Interrupted {
+            command,
+            signal,
+            tail,
+        });
+    }
+    interpret(
+        &command,
+        &program,
+        &path_var,
+        &candidates,
+        &child.steps,
+        reports,
+        init_status,
+        tail,
+        rootless,
+    )
+}
+
+/// Resolves the user, mounts, mount plan, environment and PATH lookup of
+/// `spec` without starting anything. `console` is a host terminal device
+/// to bind to `/dev/console`.
+pub(super) fn prepare(spec: &RunSpec, console: Option<&Path>) -> Result<Prepared, SandboxError> {
     let command = spec.argv.join(" ");
     let Some(program) = spec.argv.first() else {
         return Err(SandboxError::InvalidSpec {
@@ -152,6 +222,7 @@ pub(crate) fn run(spec: &RunSpec, output: &mut dyn OutputSink) -> Result<RunOutc
         mounts: planned,
         workdir: workdir.clone(),
         workdir_owner: (exec_user.uid, exec_user.gid),
+        console: console.map(Path::to_path_buf),
     };
     let steps = plan::build(&layout).map_err(|error| SandboxError::InvalidSpec {
         command: command.clone(),
@@ -191,6 +262,9 @@ pub(crate) fn run(spec: &RunSpec, output: &mut dyn OutputSink) -> Result<RunOutc
         groups: exec_user.groups.clone(),
         set_groups: !rootless || subordinate.is_some(),
         loopback_up: spec.network == Network::None,
+        controlling_tty: false,
+        capabilities: Some(caps::DEFAULT_MASK),
+        arg_region: title::arg_region(),
         stdin: -1,
         stdout: -1,
         stderr: -1,
@@ -198,34 +272,25 @@ pub(crate) fn run(spec: &RunSpec, output: &mut dyn OutputSink) -> Result<RunOutc
         sync: -1,
     };
     child.link_pointers();
-
-    let outcome = start_and_wait(spec, &command, &mut child, rootless, subordinate, output)?;
-    let Finished {
-        reports,
-        init_status,
-        interrupted,
-        tail,
-    } = outcome;
-    drop(state);
-
-    if let Some(signal) = interrupted {
-        return Err(SandboxError::Interrupted {
-            command,
-            signal,
-            tail,
-        });
-    }
-    interpret(
-        &command,
-        program,
-        &path_var,
-        &candidates,
-        &child.steps,
-        reports,
-        init_status,
-        tail,
+    Ok(Prepared {
+        command,
+        program: program.clone(),
         rootless,
-    )
+        subordinate,
+        state,
+        child,
+        candidates,
+        path_var,
+    })
+}
+
+/// Lifts the limits of [`prepare`] for [`Security::Insecure`]: the command
+/// keeps every capability and sees every kernel file.
+pub(super) fn apply_security(child: &mut ChildSpec, security: Security) {
+    if security == Security::Insecure {
+        child.capabilities = None;
+        plan::remove_kernel_masks(&mut child.steps);
+    }
 }
 
 /// What the parent saw of a finished sandbox.
@@ -237,14 +302,14 @@ struct Finished {
 }
 
 /// Kills and reaps the sandbox init unless it was reaped already.
-struct Reaper {
-    pid: libc::pid_t,
-    reaped: bool,
+pub(super) struct Reaper {
+    pub(super) pid: libc::pid_t,
+    pub(super) reaped: bool,
 }
 
 impl Reaper {
     #[allow(unsafe_code)]
-    fn wait(&mut self) -> io::Result<i32> {
+    pub(super) fn wait(&mut self) -> io::Result<i32> {
         let mut status = 0;
         loop {
             // SAFETY: `status` is a valid out pointer.
@@ -261,7 +326,7 @@ impl Reaper {
     }
 
     #[allow(unsafe_code)]
-    fn signal(&self, signal: libc::c_int) {
+    pub(super) fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill takes plain integers; the pid is our unreaped child,
         // so it cannot have been reused.
         unsafe { libc::kill(self.pid, signal) };
@@ -277,7 +342,7 @@ impl Drop for Reaper {
     }
 }
 
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)
 }
 
@@ -483,7 +548,7 @@ fn poll(fds: &mut [libc::pollfd], timeout: i32) -> io::Result<()> {
 
 /// Turns the sandbox's reports into the result of [`run`].
 #[allow(clippy::too_many_arguments)]
-fn interpret(
+pub(super) fn interpret(
     command: &str,
     program: &str,
     path_var: &str,
@@ -710,7 +775,7 @@ fn check_mapped(
 
 /// Writes the user namespace's id maps for process `pid`: the caller is
 /// root, and ids from 1 map to the subordinate range when there is one.
-fn map_ids(pid: libc::pid_t, subordinate: Option<Subordinate>) -> io::Result<()> {
+pub(super) fn map_ids(pid: libc::pid_t, subordinate: Option<Subordinate>) -> io::Result<()> {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
     let Some(sub) = subordinate else {

@@ -6,7 +6,8 @@
 //! the engine turns that folder into the step's layer. The sandbox has its
 //! own mount, PID, UTS and IPC namespaces, and its own network namespace
 //! for `--network=none`. Without root it also gets a user namespace that
-//! maps the caller to root.
+//! maps the caller to root. [`launch`] starts the same sandbox for
+//! `forge run` with the caller's standard streams and returns at once.
 //!
 //! Every mount lives in the sandbox's mount namespace, so the kernel drops
 //! them all when its last process exits. Mount points that the sandbox had
@@ -15,10 +16,14 @@
 //! image already had them or the command wrote below them.
 
 #[cfg(target_os = "linux")]
+mod caps;
+#[cfg(target_os = "linux")]
 mod child;
 mod error;
 #[cfg(target_os = "linux")]
 mod image;
+#[cfg(target_os = "linux")]
+mod launch;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
@@ -30,13 +35,17 @@ mod signals;
 #[cfg(target_os = "linux")]
 mod syscall;
 #[cfg(target_os = "linux")]
+mod title;
+#[cfg(target_os = "linux")]
 mod user;
 
 pub use error::SandboxError;
+#[cfg(target_os = "linux")]
+pub use launch::{InterruptWatch, LaunchIo, Launched, launch};
 
 use std::path::PathBuf;
 
-pub use forge_parser::instructions::Network;
+pub use forge_parser::instructions::{Network, Security};
 
 /// Everything one RUN step needs, resolved by the engine.
 #[derive(Debug, Clone)]
@@ -199,13 +208,40 @@ impl RunOutcome {
 /// system call that failed. A command that exits non-zero is not an error:
 /// see [`RunOutcome`].
 pub fn run(spec: &RunSpec, output: &mut dyn OutputSink) -> Result<RunOutcome, SandboxError> {
+    run_with_security(spec, Security::Sandbox, output)
+}
+
+/// Runs one RUN step like [`run`], with the privileges of `security`.
+///
+/// [`Security::Sandbox`] is what [`run`] does: the command keeps only
+/// Docker's default capabilities (CHOWN, DAC_OVERRIDE, FSETID, FOWNER,
+/// MKNOD, NET_RAW, SETGID, SETUID, SETFCAP, SETPCAP, NET_BIND_SERVICE,
+/// SYS_CHROOT, KILL, AUDIT_WRITE; none in its effective set when it runs
+/// as another user than root) and sees sensitive files of `/proc` and
+/// `/sys` hidden or read-only. [`Security::Insecure`] keeps every
+/// capability of the sandbox's root and hides nothing, like
+/// `docker run --privileged`; callers allow it only on request.
+///
+/// In both modes the root file system, `/dev` and every `RUN --mount` are
+/// `nodev`, so a device node that the image contains or the command
+/// creates cannot be opened. The usable nodes are the `/dev` entries bound
+/// from the host and the pseudo-terminals of `/dev/pts`.
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn run_with_security(
+    spec: &RunSpec,
+    security: Security,
+    output: &mut dyn OutputSink,
+) -> Result<RunOutcome, SandboxError> {
     #[cfg(target_os = "linux")]
     {
-        linux::run(spec, output)
+        linux::run(spec, security, output)
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = output;
+        let _ = (security, output);
         Err(SandboxError::Unsupported {
             command: spec.argv.join(" "),
             reason: "RUN needs Linux namespaces; build on a Linux host".to_string(),

@@ -14,6 +14,34 @@ use super::syscall::{Errno, MountFlags, Syscall};
 /// Device nodes bound from the host's `/dev` into the sandbox's `/dev`.
 pub(crate) const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Kernel files and folders hidden from the command, as Docker hides them:
+/// a file gets `/dev/null` bound over it and a folder an empty read-only
+/// tmpfs. They show host memory, keys, hardware and timing details.
+pub(crate) const MASKED_PATHS: [&str; 10] = [
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Kernel files and folders the command may read but not write, because
+/// writing them changes the host: kernel parameters, the SysRq trigger,
+/// interrupt and bus settings.
+pub(crate) const READ_ONLY_PATHS: [&str; 6] = [
+    "/proc/asound",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
 /// Host folders and settings the plan mounts together.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
@@ -42,6 +70,9 @@ pub(crate) struct Layout {
     pub(crate) workdir: String,
     /// Owner of created working directory folders.
     pub(crate) workdir_owner: (u32, u32),
+    /// Host terminal device bound to `/dev/console`, so a command whose
+    /// streams are that terminal finds a name for it.
+    pub(crate) console: Option<PathBuf>,
 }
 
 /// A `RUN --mount` entry ready to mount.
@@ -97,8 +128,10 @@ pub(crate) enum Step {
         flags: MountFlags,
         data: Option<CString>,
     },
-    /// Makes the bind mount at `target` read-only, keeping the flags that
-    /// the kernel locks in a user namespace (nosuid, nodev, noexec, atime).
+    /// Makes the bind mount at `target` read-only and `nodev`, keeping the
+    /// flags that the kernel locks in a user namespace (nosuid, nodev,
+    /// noexec, atime). A read-only mount alone still lets a device node
+    /// below it be opened for writing.
     RemountReadOnly { target: CString },
     /// `mkdir(2)`; the folder must not exist.
     Mkdir { path: CString, mode: u32 },
@@ -127,6 +160,15 @@ pub(crate) enum Step {
     PivotRoot { new_root: CString },
     /// `sethostname(2)`.
     SetHostname { name: Vec<u8> },
+    /// Hides `target`: binds the host's `/dev/null` over a file, or mounts
+    /// an empty read-only tmpfs over a folder. A missing target is skipped.
+    Mask { target: CString },
+    /// Makes `target` read-only by binding it onto itself. A missing target
+    /// is skipped.
+    ReadOnlyPath { target: CString },
+    /// Adds `nodev` to the bind mount at `target`, so device nodes that the
+    /// command creates below it cannot be opened.
+    RemountNoDevices { target: CString },
 }
 
 impl Step {
@@ -162,6 +204,11 @@ impl Step {
             Step::PivotRoot { new_root } => format!("pivot_root into {}", text(new_root)),
             Step::SetHostname { name } => {
                 format!("set host name `{}`", String::from_utf8_lossy(name))
+            }
+            Step::Mask { target } => format!("hide {}", text(target)),
+            Step::ReadOnlyPath { target } => format!("make {} read-only", text(target)),
+            Step::RemountNoDevices { target } => {
+                format!("make device nodes below {} unusable", text(target))
             }
         }
     }
@@ -256,12 +303,60 @@ fn apply_step(step: &Step, sys: &dyn Syscall) -> Result<(), Errno> {
             sys.chdir(c"/")
         }
         Step::SetHostname { name } => sys.sethostname(name),
+        Step::Mask { target } => mask_path(target, sys),
+        Step::ReadOnlyPath { target } => {
+            match sys.mount(
+                Some(target),
+                target,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            ) {
+                Ok(()) => remount_read_only(target, sys),
+                Err(libc::ENOENT) => Ok(()),
+                Err(errno) => Err(errno),
+            }
+        }
+        Step::RemountNoDevices { target } => {
+            let current = sys.statvfs_flags(target)? as MountFlags;
+            let kept = current & (LOCKED_FLAGS | libc::MS_RDONLY);
+            let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NODEV | kept;
+            sys.mount(None, target, None, flags, None)
+        }
     }
+}
+
+/// Binds `/dev/null` over the file `target`; the kernel rejects a file
+/// bound over a folder with `ENOTDIR`, and such a folder gets an empty
+/// read-only tmpfs instead.
+fn mask_path(target: &std::ffi::CStr, sys: &dyn Syscall) -> Result<(), Errno> {
+    match sys.mount(Some(c"/dev/null"), target, None, libc::MS_BIND, None) {
+        Ok(()) | Err(libc::ENOENT) => Ok(()),
+        Err(libc::ENOTDIR) => sys.mount(
+            Some(c"tmpfs"),
+            target,
+            Some(c"tmpfs"),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some(c"mode=555"),
+        ),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// Removes the [`Step::Mask`] and [`Step::ReadOnlyPath`] steps, for a
+/// command that may see and change every kernel file
+/// (`RUN --security=insecure`, like `docker run --privileged`).
+pub(crate) fn remove_kernel_masks(steps: &mut Vec<Step>) {
+    steps.retain(|step| !matches!(step, Step::Mask { .. } | Step::ReadOnlyPath { .. }));
 }
 
 fn remount_read_only(target: &std::ffi::CStr, sys: &dyn Syscall) -> Result<(), Errno> {
     let current = sys.statvfs_flags(target)? as MountFlags;
-    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | (current & LOCKED_FLAGS);
+    let flags = libc::MS_BIND
+        | libc::MS_REMOUNT
+        | libc::MS_RDONLY
+        | libc::MS_NODEV
+        | (current & LOCKED_FLAGS);
     sys.mount(None, target, None, flags, None)
 }
 
@@ -333,11 +428,13 @@ pub(crate) fn build(layout: &Layout) -> Result<Vec<Step>, NulInPath> {
         flags: libc::MS_REC | libc::MS_PRIVATE,
         data: None,
     });
+    // Device nodes in the image or made by the command cannot be opened:
+    // the usable nodes in /dev are bind mounts of the host's.
     steps.push(Step::Mount {
         source: Some(c"overlay".to_owned()),
         target: c_path(root)?,
         fstype: Some(c"overlay".to_owned()),
-        flags: 0,
+        flags: libc::MS_NODEV,
         data: Some(c_text(&overlay_options(
             &layout.lowers,
             &layout.upper,
@@ -357,6 +454,7 @@ pub(crate) fn build(layout: &Layout) -> Result<Vec<Step>, NulInPath> {
     steps.push(Step::Sysfs {
         target: at("/sys")?,
     });
+    push_kernel_masks(&mut steps, layout)?;
 
     for name in ["hosts", "resolv.conf", "hostname"] {
         let target = at(&format!("/etc/{name}"))?;
@@ -404,11 +502,12 @@ fn push_dev(steps: &mut Vec<Step>, layout: &Layout) -> Result<(), NulInPath> {
         source: Some(c"tmpfs".to_owned()),
         target: c_path(&dev)?,
         fstype: Some(c"tmpfs".to_owned()),
-        flags: libc::MS_NOSUID | libc::MS_STRICTATIME,
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_STRICTATIME,
         data: Some(c"mode=755,size=65536k".to_owned()),
     });
-    // Device nodes are bind mounts of the host's nodes: mknod is not
-    // allowed in a user namespace, and a tmpfs mounted there is nodev.
+    // Device nodes are bind mounts of the host's nodes, each a mount of the
+    // host's /dev without `nodev`: mknod is not allowed in a user
+    // namespace, and the tmpfs below them is `nodev`.
     for name in DEVICES {
         steps.push(Step::WriteFile {
             path: at(name)?,
@@ -420,6 +519,22 @@ fn push_dev(steps: &mut Vec<Step>, layout: &Layout) -> Result<(), NulInPath> {
         steps.push(Step::Mount {
             source: Some(c_text(&format!("/dev/{name}"))?),
             target: at(name)?,
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        });
+    }
+    if let Some(console) = &layout.console {
+        steps.push(Step::WriteFile {
+            path: at("console")?,
+            data: Vec::new(),
+            uid: 0,
+            gid: 0,
+            mode: 0o620,
+        });
+        steps.push(Step::Mount {
+            source: Some(c_path(console)?),
+            target: at("console")?,
             fstype: None,
             flags: libc::MS_BIND,
             data: None,
@@ -471,6 +586,20 @@ fn push_dev(steps: &mut Vec<Step>, layout: &Layout) -> Result<(), NulInPath> {
     Ok(())
 }
 
+fn push_kernel_masks(steps: &mut Vec<Step>, layout: &Layout) -> Result<(), NulInPath> {
+    for path in MASKED_PATHS {
+        steps.push(Step::Mask {
+            target: c_path(&under(&layout.root, path))?,
+        });
+    }
+    for path in READ_ONLY_PATHS {
+        steps.push(Step::ReadOnlyPath {
+            target: c_path(&under(&layout.root, path))?,
+        });
+    }
+    Ok(())
+}
+
 fn push_run_mounts(steps: &mut Vec<Step>, layout: &Layout) -> Result<(), NulInPath> {
     let needs_scratch = layout.mounts.iter().any(|mount| {
         matches!(
@@ -501,6 +630,8 @@ fn push_run_mounts(steps: &mut Vec<Step>, layout: &Layout) -> Result<(), NulInPa
                 });
                 if *read_only {
                     steps.push(Step::RemountReadOnly { target });
+                } else {
+                    steps.push(Step::RemountNoDevices { target });
                 }
             }
             PlannedSource::DiscardWrites { source } => {
@@ -519,7 +650,7 @@ fn push_run_mounts(steps: &mut Vec<Step>, layout: &Layout) -> Result<(), NulInPa
                     source: Some(c"overlay".to_owned()),
                     target,
                     fstype: Some(c"overlay".to_owned()),
-                    flags: 0,
+                    flags: libc::MS_NODEV,
                     data: Some(c_text(&options)?),
                 });
             }
@@ -579,6 +710,7 @@ mod tests {
             mounts,
             workdir: "/app/src".to_string(),
             workdir_owner: (1000, 100),
+            console: None,
         }
     }
 
@@ -595,12 +727,17 @@ mod tests {
         let steps = build(&layout(Vec::new(), false)).unwrap();
         let sys = RecordingSyscall::default();
         apply(&steps, &sys).unwrap();
-        let calls = sys.calls();
+        // The masks of kernel files have their own tests.
+        let calls: Vec<String> = sys
+            .calls()
+            .into_iter()
+            .filter(|c| !c.contains(" /s/root/proc/") && !c.contains(" /s/root/sys/"))
+            .collect();
         let expected = vec![
             "mount - / - rec|private -",
-            "mount overlay /s/root overlay 0 lowerdir=/s/mp:/l/a\\:b,upperdir=/u,workdir=/w",
+            "mount overlay /s/root overlay nodev lowerdir=/s/mp:/l/a\\:b,upperdir=/u,workdir=/w",
             "mount proc /s/root/proc proc nosuid|nodev|noexec -",
-            "mount tmpfs /s/root/dev tmpfs nosuid|strictatime mode=755,size=65536k",
+            "mount tmpfs /s/root/dev tmpfs nosuid|nodev|strictatime mode=755,size=65536k",
             "mount /dev/null /s/root/dev/null - bind -",
             "mount /dev/zero /s/root/dev/zero - bind -",
             "mount /dev/full /s/root/dev/full - bind -",
@@ -611,13 +748,174 @@ mod tests {
             "mount shm /s/root/dev/shm tmpfs nosuid|nodev|noexec mode=1777,size=65536k",
             "mount sysfs /s/root/sys sysfs ro|nosuid|nodev|noexec -",
             "mount /s/etc/hosts /s/root/etc/hosts - bind -",
-            "mount - /s/root/etc/hosts - ro|nosuid|remount|bind -",
+            "mount - /s/root/etc/hosts - ro|nosuid|nodev|remount|bind -",
             "mount /s/etc/resolv.conf /s/root/etc/resolv.conf - bind -",
-            "mount - /s/root/etc/resolv.conf - ro|nosuid|remount|bind -",
+            "mount - /s/root/etc/resolv.conf - ro|nosuid|nodev|remount|bind -",
             "mount /s/etc/hostname /s/root/etc/hostname - bind -",
-            "mount - /s/root/etc/hostname - ro|nosuid|remount|bind -",
+            "mount - /s/root/etc/hostname - ro|nosuid|nodev|remount|bind -",
         ];
         assert_eq!(mounts_only(&calls), expected);
+    }
+
+    #[test]
+    fn kernel_files_masked() {
+        let steps = build(&layout(Vec::new(), false)).unwrap();
+        let sys = RecordingSyscall::default();
+        apply(&steps, &sys).unwrap();
+        let calls = sys.calls();
+        let first = calls
+            .iter()
+            .position(|c| c.contains(" /s/root/proc/acpi "))
+            .unwrap();
+        let expected = vec![
+            "mount /dev/null /s/root/proc/acpi - bind -",
+            "mount /dev/null /s/root/proc/kcore - bind -",
+            "mount /dev/null /s/root/proc/keys - bind -",
+            "mount /dev/null /s/root/proc/latency_stats - bind -",
+            "mount /dev/null /s/root/proc/timer_list - bind -",
+            "mount /dev/null /s/root/proc/timer_stats - bind -",
+            "mount /dev/null /s/root/proc/sched_debug - bind -",
+            "mount /dev/null /s/root/proc/scsi - bind -",
+            "mount /dev/null /s/root/sys/firmware - bind -",
+            "mount /dev/null /s/root/sys/devices/virtual/powercap - bind -",
+            "mount /s/root/proc/asound /s/root/proc/asound - bind|rec -",
+            "statvfs /s/root/proc/asound",
+            "mount - /s/root/proc/asound - ro|nosuid|nodev|remount|bind -",
+            "mount /s/root/proc/bus /s/root/proc/bus - bind|rec -",
+            "statvfs /s/root/proc/bus",
+            "mount - /s/root/proc/bus - ro|nosuid|nodev|remount|bind -",
+            "mount /s/root/proc/fs /s/root/proc/fs - bind|rec -",
+            "statvfs /s/root/proc/fs",
+            "mount - /s/root/proc/fs - ro|nosuid|nodev|remount|bind -",
+            "mount /s/root/proc/irq /s/root/proc/irq - bind|rec -",
+            "statvfs /s/root/proc/irq",
+            "mount - /s/root/proc/irq - ro|nosuid|nodev|remount|bind -",
+            "mount /s/root/proc/sys /s/root/proc/sys - bind|rec -",
+            "statvfs /s/root/proc/sys",
+            "mount - /s/root/proc/sys - ro|nosuid|nodev|remount|bind -",
+            "mount /s/root/proc/sysrq-trigger /s/root/proc/sysrq-trigger - bind|rec -",
+            "statvfs /s/root/proc/sysrq-trigger",
+            "mount - /s/root/proc/sysrq-trigger - ro|nosuid|nodev|remount|bind -",
+        ];
+        assert_eq!(calls[first..first + expected.len()], expected);
+        let sysfs = calls
+            .iter()
+            .position(|c| c.starts_with("mount sysfs"))
+            .unwrap();
+        assert!(sysfs < first, "/sys is masked before sysfs is mounted");
+    }
+
+    #[test]
+    fn masked_folder_gets_tmpfs() {
+        let steps = build(&layout(Vec::new(), false)).unwrap();
+        let sys = RecordingSyscall::fail_on("mount /dev/null /s/root/proc/acpi", libc::ENOTDIR);
+        apply(&steps, &sys).unwrap();
+        let calls = sys.calls();
+        let at = calls
+            .iter()
+            .position(|c| c.starts_with("mount /dev/null /s/root/proc/acpi"))
+            .unwrap();
+        assert_eq!(
+            calls[at + 1],
+            "mount tmpfs /s/root/proc/acpi tmpfs ro|nosuid|nodev|noexec mode=555"
+        );
+        assert_eq!(calls[at + 2], "mount /dev/null /s/root/proc/kcore - bind -");
+    }
+
+    #[test]
+    fn missing_kernel_files_skipped() {
+        let steps = build(&layout(Vec::new(), false)).unwrap();
+        let sys = RecordingSyscall::fail_on("mount /dev/null /s/root/proc/kcore", libc::ENOENT);
+        apply(&steps, &sys).unwrap();
+        let calls = sys.calls();
+        let at = calls
+            .iter()
+            .position(|c| c.contains("/proc/kcore"))
+            .unwrap();
+        assert_eq!(calls[at + 1], "mount /dev/null /s/root/proc/keys - bind -");
+
+        let sys = RecordingSyscall::fail_on("mount /s/root/proc/asound", libc::ENOENT);
+        apply(&steps, &sys).unwrap();
+        let calls = sys.calls();
+        let at = calls
+            .iter()
+            .position(|c| c.contains("/proc/asound"))
+            .unwrap();
+        assert_eq!(
+            calls[at + 1],
+            "mount /s/root/proc/bus /s/root/proc/bus - bind|rec -"
+        );
+    }
+
+    #[test]
+    fn mask_failure_is_reported() {
+        let steps = build(&layout(Vec::new(), false)).unwrap();
+        let sys = RecordingSyscall::fail_on("mount /dev/null /s/root/proc/keys", libc::EPERM);
+        let (index, errno) = apply(&steps, &sys).unwrap_err();
+        assert_eq!(errno, libc::EPERM);
+        assert_eq!(steps[index].describe(), "hide /s/root/proc/keys");
+    }
+
+    #[test]
+    fn insecure_removes_kernel_masks() {
+        let mut steps = build(&layout(Vec::new(), false)).unwrap();
+        let before = steps.len();
+        remove_kernel_masks(&mut steps);
+        assert_eq!(
+            before - steps.len(),
+            MASKED_PATHS.len() + READ_ONLY_PATHS.len()
+        );
+        let sys = RecordingSyscall::default();
+        apply(&steps, &sys).unwrap();
+        let calls = sys.calls();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.contains("/proc/kcore") || c.contains("/proc/sys ")),
+            "{calls:?}"
+        );
+        assert!(calls.iter().any(|c| c.starts_with("mount proc ")));
+    }
+
+    #[test]
+    fn writable_bind_is_nodev() {
+        let mounts = vec![PlannedMount {
+            target: "/cache".into(),
+            source: PlannedSource::Bind {
+                source: "/host/cache".into(),
+                read_only: false,
+            },
+        }];
+        let steps = build(&layout(mounts, false)).unwrap();
+        let sys = RecordingSyscall::default();
+        apply(&steps, &sys).unwrap();
+        let calls = sys.calls();
+        let at = calls
+            .iter()
+            .position(|c| c == "mount /host/cache /s/root/cache - bind|rec -")
+            .unwrap();
+        assert_eq!(calls[at + 1], "statvfs /s/root/cache");
+        assert_eq!(
+            calls[at + 2],
+            "mount - /s/root/cache - nosuid|nodev|remount|bind -"
+        );
+    }
+
+    #[test]
+    fn device_binds_keep_devices() {
+        let steps = build(&layout(Vec::new(), false)).unwrap();
+        let sys = RecordingSyscall::default();
+        apply(&steps, &sys).unwrap();
+        for name in DEVICES {
+            let bind = format!("mount /dev/{name} /s/root/dev/{name} - bind -");
+            assert!(sys.calls().contains(&bind), "missing {bind}");
+        }
+        let devpts = sys
+            .calls()
+            .into_iter()
+            .find(|c| c.starts_with("mount devpts"))
+            .unwrap();
+        assert!(!devpts.contains("nodev"), "{devpts}");
     }
 
     #[test]
@@ -697,23 +995,43 @@ mod tests {
             "mount tmpfs /s/scratch tmpfs nosuid|nodev mode=700",
             "mount /ctx /s/root/src - bind|rec -",
             "statvfs /s/root/src",
-            "mount - /s/root/src - ro|nosuid|remount|bind -",
+            "mount - /s/root/src - ro|nosuid|nodev|remount|bind -",
             "mkdir /s/scratch/bind-1 755",
             "chmod /s/scratch/bind-1 755",
             "mkdir /s/scratch/bind-1/upper 755",
             "chmod /s/scratch/bind-1/upper 755",
             "mkdir /s/scratch/bind-1/work 755",
             "chmod /s/scratch/bind-1/work 755",
-            "mount overlay /s/root/rw overlay 0 lowerdir=/ctx2,upperdir=/s/scratch/bind-1/upper,workdir=/s/scratch/bind-1/work,userxattr",
+            "mount overlay /s/root/rw overlay nodev lowerdir=/ctx2,upperdir=/s/scratch/bind-1/upper,workdir=/s/scratch/bind-1/work,userxattr",
             "mount tmpfs /s/root/tmp/t tmpfs nosuid|nodev size=1024",
             "write_file /s/scratch/secret-3 3 bytes 600",
             "lchown /s/scratch/secret-3 0:0",
             "chmod /s/scratch/secret-3 400",
             "mount /s/scratch/secret-3 /s/root/run/secrets/k - bind -",
             "statvfs /s/root/run/secrets/k",
-            "mount - /s/root/run/secrets/k - ro|nosuid|remount|bind -",
+            "mount - /s/root/run/secrets/k - ro|nosuid|nodev|remount|bind -",
         ];
         assert_eq!(calls[first..pivot], expected);
+    }
+
+    #[test]
+    fn console_is_bound_when_set() {
+        let mut with_console = layout(Vec::new(), false);
+        with_console.console = Some(PathBuf::from("/dev/pts/7"));
+        let steps = build(&with_console).unwrap();
+        let sys = RecordingSyscall::default();
+        apply(&steps, &sys).unwrap();
+        let mounts = mounts_only(&sys.calls());
+        let at = mounts
+            .iter()
+            .position(|c| c == "mount /dev/pts/7 /s/root/dev/console - bind -")
+            .unwrap();
+        assert!(mounts[at - 1].contains("/s/root/dev/tty"), "{mounts:?}");
+
+        let steps = build(&layout(Vec::new(), false)).unwrap();
+        let sys = RecordingSyscall::default();
+        apply(&steps, &sys).unwrap();
+        assert!(!sys.calls().iter().any(|c| c.contains("console")));
     }
 
     #[test]
@@ -743,7 +1061,7 @@ mod tests {
         assert_eq!(calls[at + 1], "mount /sys /s/root/sys - bind|rec -");
         assert_eq!(
             calls[at + 3],
-            "mount - /s/root/sys - ro|nosuid|remount|bind -"
+            "mount - /s/root/sys - ro|nosuid|nodev|remount|bind -"
         );
     }
 

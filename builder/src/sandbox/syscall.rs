@@ -65,6 +65,19 @@ pub(crate) trait Syscall {
         argv: &[*const libc::c_char],
         envp: &[*const libc::c_char],
     ) -> Errno;
+    /// `prctl(PR_CAPBSET_DROP)`: removes `capability` from the bounding
+    /// set; `EINVAL` for a number the kernel does not know.
+    fn drop_bounding_capability(&self, capability: u32) -> Result<(), Errno>;
+    /// `capset(2)` of the calling thread, with one bit per capability
+    /// number in each mask.
+    fn set_capabilities(
+        &self,
+        effective: u64,
+        permitted: u64,
+        inheritable: u64,
+    ) -> Result<(), Errno>;
+    /// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)`.
+    fn clear_ambient_capabilities(&self) -> Result<(), Errno>;
 }
 
 /// The real kernel calls.
@@ -230,6 +243,81 @@ impl Syscall for LinuxSyscall {
         unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         errno()
     }
+
+    fn drop_bounding_capability(&self, capability: u32) -> Result<(), Errno> {
+        // SAFETY: prctl with PR_CAPBSET_DROP takes plain integers.
+        check(unsafe {
+            libc::prctl(
+                libc::PR_CAPBSET_DROP,
+                libc::c_ulong::from(capability),
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        })
+    }
+
+    fn set_capabilities(
+        &self,
+        effective: u64,
+        permitted: u64,
+        inheritable: u64,
+    ) -> Result<(), Errno> {
+        /// `struct __user_cap_header_struct` of `linux/capability.h`.
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: libc::c_int,
+        }
+        /// `struct __user_cap_data_struct`: one 32-bit half of each set.
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets as two halves.
+        const VERSION_3: u32 = 0x2008_0522;
+
+        let half = |mask: u64, high: bool| -> u32 {
+            let shifted = if high { mask >> 32 } else { mask };
+            (shifted & 0xffff_ffff) as u32
+        };
+        let mut header = Header {
+            version: VERSION_3,
+            pid: 0,
+        };
+        let data = [false, true].map(|high| Data {
+            effective: half(effective, high),
+            permitted: half(permitted, high),
+            inheritable: half(inheritable, high),
+        });
+        // SAFETY: `header` and `data` have the layout capset(2) expects for
+        // version 3 (a header and two data structures, low half first) and
+        // live for the call; pid 0 means the calling thread.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_capset,
+                std::ptr::addr_of_mut!(header),
+                data.as_ptr(),
+            )
+        };
+        if result < 0 { Err(errno()) } else { Ok(()) }
+    }
+
+    fn clear_ambient_capabilities(&self) -> Result<(), Errno> {
+        // SAFETY: prctl with PR_CAP_AMBIENT takes plain integers.
+        check(unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        })
+    }
 }
 
 #[cfg(test)]
@@ -388,6 +476,23 @@ pub(crate) mod fake {
                 argv.len().saturating_sub(1)
             ));
             libc::ENOENT
+        }
+        fn drop_bounding_capability(&self, capability: u32) -> Result<(), Errno> {
+            self.record(format!("capbset_drop {capability}"))
+        }
+        fn set_capabilities(
+            &self,
+            effective: u64,
+            permitted: u64,
+            inheritable: u64,
+        ) -> Result<(), Errno> {
+            self.record(format!(
+                "capset effective={effective:x} permitted={permitted:x} \
+                 inheritable={inheritable:x}"
+            ))
+        }
+        fn clear_ambient_capabilities(&self) -> Result<(), Errno> {
+            self.record("clear_ambient".to_string())
         }
     }
 }
