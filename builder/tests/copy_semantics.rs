@@ -473,42 +473,111 @@ fn named_symlink_followed_inside_context() {
 }
 
 #[test]
-fn source_outside_context_rejected() {
+fn source_paths_stay_in_context() {
     let fixture = Fixture::new();
-    fixture.file("a", "A");
-    std::fs::write(fixture.context.parent().unwrap().join("secret"), "S").unwrap();
+    fixture.file("g", "context g");
+    fixture.file("secret", "context secret");
+    fixture.file("etc/passwd", "context passwd");
+    std::fs::write(
+        fixture.context.parent().unwrap().join("secret"),
+        "host secret",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/g", fixture.context.join("abslink")).unwrap();
     std::os::unix::fs::symlink("../secret", fixture.context.join("escape")).unwrap();
     std::os::unix::fs::symlink("/etc", fixture.context.join("etc-link")).unwrap();
+    std::os::unix::fs::symlink("../../..", fixture.context.join("up")).unwrap();
 
+    // Each source resolves as inside a chroot at the context root.
     let cases: &[(&str, &str)] = &[
-        ("../secret", "../secret"),
-        ("escape", "escape"),
-        ("etc-link/passwd", "etc-link"),
+        ("abslink", "context g"),
+        ("escape", "context secret"),
+        ("../secret", "context secret"),
+        ("../../secret", "context secret"),
+        ("/secret", "context secret"),
+        ("etc-link/passwd", "context passwd"),
+        ("up/g", "context g"),
     ];
-    for (source, named) in cases {
-        let error = fixture.plan(&request(&[source], "/x")).unwrap_err();
-        assert!(
-            matches!(error, CopyError::OutsideContext { .. }),
-            "{source}: {error}"
-        );
-        let message = error.to_string();
-        assert!(message.contains(named), "{source}: {message}");
-        assert!(
-            message.contains("outside the build context"),
-            "{source}: {message}"
-        );
+    for (index, (source, expected)) in cases.iter().enumerate() {
+        let destination = format!("/out{index}");
+        fixture
+            .copy(&request(&[source], &destination))
+            .unwrap_or_else(|error| panic!("{source}: {error}"));
+        assert_eq!(&fixture.read(&destination), expected, "{source}");
     }
+}
+
+#[test]
+fn missing_parent_path_explains_root() {
+    let fixture = Fixture::new();
+    std::fs::write(fixture.context.parent().unwrap().join("only-outside"), "x").unwrap();
+    let error = fixture
+        .plan(&request(&["../only-outside"], "/x"))
+        .unwrap_err();
+    assert!(matches!(error, CopyError::NoMatch { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("`../only-outside`"), "{message}");
+    assert!(message.contains("`..` cannot climb above"), "{message}");
+    assert_eq!(message.matches("build context").count(), 1, "{message}");
+}
+
+#[test]
+fn missing_absolute_link_target_not_found() {
+    let fixture = Fixture::new();
+    std::os::unix::fs::symlink("/g", fixture.context.join("abslink")).unwrap();
+    let error = fixture.plan(&request(&["abslink"], "/a")).unwrap_err();
+    assert!(matches!(error, CopyError::NoMatch { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("`abslink`"), "{message}");
+    assert!(!message.contains("outside"), "{message}");
+    assert_eq!(message.matches("build context").count(), 1, "{message}");
+}
+
+#[test]
+fn empty_wildcard_is_skipped() {
+    let fixture = Fixture::new();
+    fixture.file("a", "A");
+    fixture
+        .copy(&request(&["*.none", "a", "nope/*.txt"], "/d/"))
+        .unwrap();
+    assert_eq!(fixture.read("d/a"), "A");
+    let names: Vec<_> = std::fs::read_dir(fixture.upper.join("d"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("a")]);
+}
+
+#[test]
+fn only_empty_wildcards_write_nothing() {
+    let fixture = Fixture::new();
+    fixture.file("a", "A");
+    let stats = fixture.copy(&request(&["*.none"], "/x/y/")).unwrap();
+    assert_eq!(stats, CopyStats::default());
+    assert!(!fixture.exists("x"));
+}
+
+#[test]
+fn missing_plain_source_beside_wildcard_fails() {
+    let fixture = Fixture::new();
+    fixture.file("a.txt", "A");
+    let error = fixture
+        .plan(&request(&["*.txt", "missing"], "/d/"))
+        .unwrap_err();
+    assert!(matches!(error, CopyError::NoMatch { .. }), "{error}");
+    assert!(error.to_string().contains("`missing`"), "{error}");
 }
 
 #[test]
 fn missing_source_error_text() {
     let fixture = Fixture::new();
-    let error = fixture.plan(&request(&["nope/*.txt"], "/x")).unwrap_err();
+    let error = fixture.plan(&request(&["nope/a.txt"], "/x")).unwrap_err();
     let message = error.to_string();
     assert!(message.contains("COPY failed"), "{message}");
-    assert!(message.contains("`nope/*.txt`"), "{message}");
+    assert!(message.contains("`nope/a.txt`"), "{message}");
     let root = std::fs::canonicalize(&fixture.context).unwrap();
     assert!(message.contains(&root.display().to_string()), "{message}");
+    assert!(!message.contains("cannot climb"), "{message}");
 
     let empty = fixture.plan(&request(&[], "/x")).unwrap_err();
     assert!(matches!(empty, CopyError::NoSources), "{empty}");
@@ -626,6 +695,45 @@ fn destination_through_image_symlink() {
     fixture.copy(&request(&["a"], "/lib/")).unwrap();
     assert_eq!(fixture.read("usr/lib/a"), "A");
     assert!(fixture.meta("usr/lib").is_dir());
+}
+
+#[test]
+fn destination_through_absolute_image_symlink() {
+    // Destination, workdir, and where the file lands in the layer.
+    let cases: &[(&str, &str, &str)] = &[
+        ("/link/", "/", "opt/real/f"),
+        ("/link", "/", "opt/real/f"),
+        ("/link/sub/g", "/", "opt/real/sub/g"),
+        ("f2", "/link/wd", "opt/real/wd/f2"),
+        (".", "/link", "opt/real/f"),
+        ("../top", "/link", "top"),
+    ];
+    for (destination, workdir, expected) in cases {
+        let fixture = Fixture::new();
+        fixture.file("f", "F");
+        std::fs::create_dir_all(fixture.image.join("opt/real")).unwrap();
+        std::os::unix::fs::symlink("/opt/real", fixture.image.join("link")).unwrap();
+        let mut request = request(&["f"], destination);
+        request.workdir = workdir.to_string();
+        fixture
+            .copy(&request)
+            .unwrap_or_else(|error| panic!("{destination}: {error}"));
+        assert_eq!(fixture.read(expected), "F", "{destination} in {workdir}");
+        assert!(
+            !fixture.exists("link"),
+            "{destination} in {workdir}: /link written"
+        );
+    }
+}
+
+#[test]
+fn source_cleaned_before_symlinks() {
+    let fixture = Fixture::new();
+    fixture.file("top", "top");
+    fixture.file("a/b/top", "deep");
+    std::os::unix::fs::symlink("a/b", fixture.context.join("link")).unwrap();
+    fixture.copy(&request(&["link/../top"], "/t")).unwrap();
+    assert_eq!(fixture.read("t"), "top");
 }
 
 #[test]

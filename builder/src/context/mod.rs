@@ -161,6 +161,14 @@ impl Context {
     }
 }
 
+/// Checks whether `head`, the first 512 bytes of a stream or all of a
+/// shorter one, starts a tar archive (uncompressed, or compressed with gzip,
+/// bzip2, xz or zstd). `docker build -` decides the same way whether
+/// standard input contains a context archive or a Dockerfile.
+pub fn is_archive_head(head: &[u8]) -> bool {
+    crate::copy::is_archive_head(head)
+}
+
 impl Tree for Context {
     fn lookup(&self, components: &[String]) -> io::Result<Option<(PathBuf, std::fs::Metadata)>> {
         let mut host = self.root.clone();
@@ -175,14 +183,6 @@ impl Tree for Context {
             }
             Err(error) => Err(error),
         }
-    }
-
-    fn absolute_target(&self, target: &Path) -> Option<PathBuf> {
-        target.strip_prefix(&self.root).ok().map(Path::to_path_buf)
-    }
-
-    fn clamps_parent(&self) -> bool {
-        false
     }
 }
 

@@ -13,7 +13,7 @@ use forge_cache::layer::{ExtractOptions, extract};
 use rustix::fs::{AtFlags, CWD, Timespec, Timestamps};
 
 use super::archive::decompressed;
-use super::{Content, CopyError, CopyPlan, CopyStats, Entry, Kind};
+use super::{Content, CopyError, CopyPlan, CopyStats, Entry, Kind, xattr};
 use crate::rootfs::join_absolute;
 
 /// Writes `plan` into `upper`.
@@ -158,13 +158,15 @@ fn write_file(host: &Path, content: &Content) -> io::Result<()> {
     Ok(())
 }
 
-/// Sets owner, then mode (a chown clears setuid bits), then mtime, never
-/// following a symlink.
+/// Sets owner, then mode (a chown clears setuid bits), then extended
+/// attributes (a chown also clears `security.capability`), then mtime,
+/// never following a symlink.
 fn set_metadata(host: &Path, entry: &Entry) -> io::Result<()> {
     std::os::unix::fs::lchown(host, Some(entry.uid), Some(entry.gid))?;
     if !matches!(entry.kind, Kind::Symlink { .. }) {
         std::fs::set_permissions(host, std::fs::Permissions::from_mode(entry.mode))?;
     }
+    xattr::write(host, &entry.xattrs)?;
     let time = Timespec {
         tv_sec: entry.mtime.0,
         tv_nsec: entry.mtime.1 as _,

@@ -73,6 +73,22 @@ pub(crate) fn is_archive(reader: Box<dyn Read + Send + '_>) -> bool {
     valid_tar_header(&header)
 }
 
+/// Checks whether `head`, the first bytes of a stream, starts a tar archive:
+/// gzip, bzip2, xz or zstd magic bytes, or an uncompressed tar header with a
+/// valid checksum in the first 512 bytes.
+pub(crate) fn is_archive_head(head: &[u8]) -> bool {
+    if Compression::detect(head) != Compression::Plain {
+        return true;
+    }
+    match head
+        .get(..512)
+        .and_then(|block| <&[u8; 512]>::try_from(block).ok())
+    {
+        Some(header) => valid_tar_header(header),
+        None => false,
+    }
+}
+
 /// Checks the header checksum: the byte sum of the header with the
 /// checksum field read as spaces equals the octal number in that field.
 fn valid_tar_header(header: &[u8; 512]) -> bool {
@@ -115,6 +131,25 @@ mod tests {
     fn zero_block_is_not_archive() {
         let reader = Box::new(Cursor::new(vec![0u8; 1024]));
         assert!(!is_archive(reader));
+    }
+
+    #[test]
+    fn archive_head_detection() {
+        let mut header = [0u8; 512];
+        header[..5].copy_from_slice(b"a.txt");
+        header[148..156].copy_from_slice(b"        ");
+        let sum: u32 = header.iter().map(|byte| u32::from(*byte)).sum();
+        let checksum = format!("{sum:06o}\0 ");
+        header[148..156].copy_from_slice(checksum.as_bytes());
+        assert!(is_archive_head(&header));
+
+        let mut broken = header;
+        broken[0] = b'b';
+        assert!(!is_archive_head(&broken));
+        assert!(is_archive_head(b"\x1f\x8b\x08\x00"));
+        assert!(!is_archive_head(b"FROM scratch\nLABEL a=b\n"));
+        assert!(!is_archive_head(b""));
+        assert!(!is_archive_head(&[0u8; 1024]));
     }
 
     #[test]

@@ -4,9 +4,13 @@
 //!
 //! The rules follow Docker's Dockerfile reference and BuildKit:
 //! - a directory source copies its contents, a wildcard (`*`, `?`, `[...]`)
-//!   matches within one path component, and a symlink named as a source is
-//!   followed inside its tree, while symlinks found inside copied
-//!   directories are copied as symlinks;
+//!   matches within one path component, and a wildcard that matches nothing
+//!   is skipped, while a source without a wildcard must exist;
+//! - source paths are resolved inside the context or stage as inside a
+//!   chroot: `..` stops at the root and an absolute symlink target starts
+//!   again at the root, so `COPY ../a` reads `a` at the context root;
+//! - a symlink named as a source is followed, while symlinks found inside
+//!   copied directories are copied as symlinks;
 //! - the destination is a directory when it ends in `/`, when there are
 //!   several sources or matches, or when the image has a directory there;
 //! - missing parents are created 0755 and owned by the `--chown` owner
@@ -14,6 +18,9 @@
 //!   mode, owner and mtime;
 //! - files from the context belong to 0:0 unless `--chown` sets another owner,
 //!   files from another stage keep their owners, and mtimes are kept;
+//! - extended attributes, file capabilities (`security.capability`) among
+//!   them, are copied, except overlayfs' own (`trusted.overlay.*`,
+//!   `user.overlay.*`);
 //! - `--chmod` replaces or changes the mode exactly, without a umask;
 //! - ADD also unpacks local tar archives (detected by content) into the
 //!   destination directory, and downloads `http(s)://` URLs.
@@ -24,6 +31,11 @@ mod mode;
 mod owner;
 mod plan;
 mod remote;
+mod xattr;
+
+pub(crate) use archive::is_archive_head;
+pub(crate) use owner::resolve_user_or_root;
+pub(crate) use xattr::{read as read_xattrs, write as write_xattrs};
 
 use std::collections::BTreeMap;
 use std::io;
@@ -43,15 +55,18 @@ pub enum CopyError {
         "COPY failed: no source files were specified; name at least one source before the destination"
     )]
     NoSources,
-    /// A source pattern matched nothing.
+    /// A source pattern without a wildcard matched nothing.
     #[error(
-        "COPY failed: no source files match `{pattern}` in {root}; check the path, which is relative to that root"
+        "COPY failed: no source files match `{pattern}` in {root}; check the path, which is relative to that root{hint}"
     )]
     NoMatch {
         /// The source pattern as given.
         pattern: String,
         /// The context folder or stage the pattern was matched in.
         root: String,
+        /// Empty, or a sentence that starts with `; ` and explains how the
+        /// path was resolved.
+        hint: String,
     },
     /// A source exists but the ignore file excludes it.
     #[error(
@@ -64,18 +79,6 @@ pub enum CopyError {
         root: String,
         /// The ignore file.
         ignore_file: String,
-    },
-    /// A source path leaves the build context.
-    #[error(
-        "COPY failed: source `{pattern}` is outside the build context {root}: {detail}; copy files from inside the context only"
-    )]
-    OutsideContext {
-        /// The source pattern as given.
-        pattern: String,
-        /// The context folder.
-        root: String,
-        /// The path or symlink that leads outside.
-        detail: String,
     },
     /// A file system operation failed.
     #[error("cannot {action} `{path}`: {source}")]
@@ -285,6 +288,9 @@ struct Entry {
     gid: u32,
     /// Seconds and nanoseconds since the epoch.
     mtime: (i64, i64),
+    /// Extended attributes, sorted by name. Hard links have none of their
+    /// own because they share their first file's.
+    xattrs: xattr::Xattrs,
 }
 
 /// An archive unpacked into a directory of the image.
@@ -323,7 +329,6 @@ impl CopyPlan {
     ///
     /// [`CopyError::NoSources`], [`CopyError::NoMatch`] and
     /// [`CopyError::Excluded`] for missing sources,
-    /// [`CopyError::OutsideContext`] for a source that leaves the context,
     /// [`CopyError::InvalidChown`], [`CopyError::UnknownOwner`] and
     /// [`CopyError::InvalidChmod`] for bad flags, the download errors for
     /// URLs, and [`CopyError::Io`] when a source cannot be read.
@@ -338,11 +343,11 @@ impl CopyPlan {
 
     /// Returns the digest of every input that changes the written files:
     /// destination, paths, content digests, modes after chmod, owners after
-    /// chown, link targets and hard-link groups. Mtimes are left out, so a
-    /// touched file keeps the cache key.
+    /// chown, extended attributes, link targets and hard-link groups. Mtimes
+    /// are left out, so a touched file keeps the cache key.
     pub fn digest(&self) -> String {
         let mut hasher = Sha256::new();
-        hasher.update(b"forge-copy-plan-v1\n");
+        hasher.update(b"forge-copy-plan-v2\n");
         hasher.update(format!("destination\0{}\n", self.destination));
         for (path, entry) in &self.entries {
             let (kind, value) = describe(&entry.kind);
@@ -353,6 +358,13 @@ impl CopyPlan {
                 entry.uid,
                 entry.gid
             ));
+            for (name, value) in &entry.xattrs {
+                hasher.update(format!(
+                    "xattr\0{}\0{}\n",
+                    hex::encode(name),
+                    hex::encode(value)
+                ));
+            }
         }
         for unpack in &self.unpacks {
             hasher.update(format!(
@@ -364,8 +376,9 @@ impl CopyPlan {
     }
 
     /// Returns each written path with its content digest, link target (as
-    /// `-> target`), hard-link target (as `=> target`) or `directory`, for
-    /// explaining which input changed between two builds.
+    /// `-> target`), hard-link target (as `=> target`) or `directory`, and
+    /// its extended attributes, for explaining which input changed between
+    /// two builds.
     pub fn summary(&self) -> Vec<(String, String)> {
         let mut lines: Vec<(String, String)> = self
             .entries
@@ -378,10 +391,15 @@ impl CopyPlan {
                     "dir" => "directory".to_string(),
                     _ => value,
                 };
+                let xattrs = if entry.xattrs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" xattrs {}", describe_xattrs(&entry.xattrs))
+                };
                 (
                     crate::rootfs::join_absolute(path),
                     format!(
-                        "{description} mode {:o} owner {}:{}",
+                        "{description} mode {:o} owner {}:{}{xattrs}",
                         entry.mode, entry.uid, entry.gid
                     ),
                 )
@@ -404,7 +422,7 @@ impl CopyPlan {
     /// Writes the files into `upper` (a fresh folder that becomes the
     /// layer). Parent directories that exist in `image` were looked up when
     /// the plan was made and are created in `upper` with the image's mode,
-    /// owner and mtime.
+    /// owner, mtime and extended attributes.
     ///
     /// # Errors
     ///
@@ -424,4 +442,14 @@ fn describe(kind: &Kind) -> (&'static str, String) {
         Kind::Symlink { target } => ("symlink", target.clone()),
         Kind::HardLink { target } => ("hardlink", target.clone()),
     }
+}
+
+/// Returns extended attributes as `name=hex` pairs separated by spaces for
+/// messages, with non-UTF-8 bytes of a name replaced.
+fn describe_xattrs(xattrs: &xattr::Xattrs) -> String {
+    let pairs: Vec<String> = xattrs
+        .iter()
+        .map(|(name, value)| format!("{}={}", String::from_utf8_lossy(name), hex::encode(value)))
+        .collect();
+    pairs.join(" ")
 }

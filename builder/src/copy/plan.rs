@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,12 +15,11 @@ use super::archive::is_archive;
 use super::mode::ModeSpec;
 use super::owner::resolve_owner;
 use super::remote::{download, is_git, is_url};
+use super::xattr;
 use super::{Content, CopyError, CopyPlan, CopyRequest, CopySource, Entry, Kind, Unpack};
 use crate::context::HashCache;
 use crate::context::hashcache::hash_bytes;
-use crate::rootfs::{
-    ResolveError, Resolved, RootView, Tree, join_absolute, resolve, split_components,
-};
+use crate::rootfs::{Resolved, RootView, Tree, join_absolute, resolve, split_components};
 
 /// Mode of directories created as missing parents.
 const PARENT_MODE: u32 = 0o755;
@@ -129,12 +128,14 @@ impl Planner<'_> {
             || request.destination == "."
             || request.sources.len() + request.heredocs.len() > 1;
 
+        // The path is cleaned lexically before symlinks are resolved, as
+        // BuildKit does, so `/link/..` is `/` whatever `/link` points to.
         let components = if request.link {
             clean(&raw)
         } else {
             let canonical = self
                 .image
-                .canonical_path(&raw)
+                .canonical_path(&join_absolute(&clean(&raw)))
                 .map_err(|source| CopyError::Io {
                     path: raw.clone(),
                     action: "resolve the destination in the image",
@@ -170,6 +171,7 @@ impl Planner<'_> {
                 uid: self.owner.map_or(0, |owner| owner.0),
                 gid: self.owner.map_or(0, |owner| owner.1),
                 mtime: self.now,
+                xattrs: Vec::new(),
             };
             self.insert(target, entry);
         }
@@ -189,9 +191,19 @@ impl Planner<'_> {
 
             let matches = self.expand(pattern)?;
             if matches.is_empty() {
+                // A wildcard that matches nothing copies nothing, as in
+                // BuildKit; a plain path must exist.
+                if split_components(pattern)
+                    .iter()
+                    .any(|component| has_wildcard(component))
+                {
+                    tracing::debug!(%pattern, "the wildcard matches no source file");
+                    continue;
+                }
                 return Err(CopyError::NoMatch {
                     pattern: pattern.clone(),
                     root: self.describe_root(),
+                    hint: no_match_hint(pattern),
                 });
             }
             let into_dir = *dest_is_dir || matches.len() > 1;
@@ -246,6 +258,7 @@ impl Planner<'_> {
             uid: self.owner.map_or(0, |owner| owner.0),
             gid: self.owner.map_or(0, |owner| owner.1),
             mtime: downloaded.mtime.map_or(self.now, |seconds| (seconds, 0)),
+            xattrs: Vec::new(),
         };
         self.insert(target, entry);
         Ok(())
@@ -267,7 +280,7 @@ impl Planner<'_> {
             } else {
                 dest.to_vec()
             };
-            let entry = self.entry_for(Kind::Dir, &found.metadata);
+            let entry = self.entry_for(Kind::Dir, &found.host, &found.metadata)?;
             self.insert(target.clone(), entry);
             return self.walk(&found.components, &target, &[]);
         }
@@ -345,11 +358,11 @@ impl Planner<'_> {
                 self.inodes.remove(&target);
             }
             let kind = Kind::File {
-                content: Content::Host(host),
+                content: Content::Host(host.clone()),
                 digest: String::new(),
                 size: metadata.len(),
             };
-            let entry = self.entry_for(kind, metadata);
+            let entry = self.entry_for(kind, &host, metadata)?;
             self.insert(target, entry);
         } else if file_type.is_symlink() {
             let link = std::fs::read_link(&host).map_err(|source| CopyError::Io {
@@ -360,7 +373,7 @@ impl Planner<'_> {
             let kind = Kind::Symlink {
                 target: link.to_string_lossy().into_owned(),
             };
-            let entry = self.entry_for(kind, metadata);
+            let entry = self.entry_for(kind, &host, metadata)?;
             self.insert(target, entry);
         } else {
             // NOTE: devices, fifos and sockets in a source are skipped.
@@ -400,7 +413,7 @@ impl Planner<'_> {
                 // a `!` pattern includes again; it then only appears as
                 // their parent.
                 if !ignored && !excluded {
-                    let entry = self.entry_for(Kind::Dir, &metadata);
+                    let entry = self.entry_for(Kind::Dir, &host, &metadata)?;
                     self.insert(child_target.clone(), entry);
                 }
                 self.walk(&child_components, &child_target, &child_relative)?;
@@ -445,7 +458,12 @@ impl Planner<'_> {
 
     /// Adds a directory entry for every missing ancestor of every entry,
     /// and replaces non-directories that are in the way.
+    /// Nothing is added when no source matched, so a COPY whose wildcards
+    /// all match nothing leaves the image unchanged.
     fn add_parents(&mut self, destination: &(Vec<String>, bool)) -> Result<(), CopyError> {
+        if self.entries.is_empty() && self.unpacks.is_empty() {
+            return Ok(());
+        }
         let mut needed: Vec<Vec<String>> = Vec::new();
         let mut paths: Vec<Vec<String>> = self.entries.keys().cloned().collect();
         paths.extend(
@@ -484,7 +502,8 @@ impl Planner<'_> {
     }
 
     /// Gives every planned directory that exists in the image the image's
-    /// mode, owner and mtime, so the copy merges into it unchanged.
+    /// mode, owner, mtime and extended attributes, so the copy merges into
+    /// it unchanged.
     fn merge_existing_dirs(&mut self) -> Result<(), CopyError> {
         if self.request.link {
             return Ok(());
@@ -502,13 +521,18 @@ impl Planner<'_> {
                     action: "look up in the image",
                     source,
                 })?;
-            if let Some((_, metadata)) = found
+            if let Some((host, metadata)) = found
                 && metadata.is_dir()
             {
                 entry.mode = metadata.mode() & 0o7777;
                 entry.uid = metadata.uid();
                 entry.gid = metadata.gid();
                 entry.mtime = (metadata.mtime(), metadata.mtime_nsec());
+                entry.xattrs = xattr::read(&host).map_err(|source| CopyError::Io {
+                    path: image_path.clone(),
+                    action: "read the extended attributes of",
+                    source,
+                })?;
             }
         }
         Ok(())
@@ -529,6 +553,7 @@ impl Planner<'_> {
                     entry.kind = Kind::HardLink {
                         target: join_absolute(leader),
                     };
+                    entry.xattrs.clear();
                 }
                 None => {
                     leaders.insert(*inode, path.clone());
@@ -544,11 +569,18 @@ impl Planner<'_> {
             uid: self.owner.map_or(0, |owner| owner.0),
             gid: self.owner.map_or(0, |owner| owner.1),
             mtime: self.now,
+            xattrs: Vec::new(),
         }
     }
 
-    /// Returns an entry with the metadata a copied source entry gets.
-    fn entry_for(&self, kind: Kind, metadata: &std::fs::Metadata) -> Entry {
+    /// Returns an entry with the metadata a copied source entry gets, its
+    /// extended attributes read from `host`.
+    fn entry_for(
+        &self,
+        kind: Kind,
+        host: &Path,
+        metadata: &std::fs::Metadata,
+    ) -> Result<Entry, CopyError> {
         let is_symlink = matches!(kind, Kind::Symlink { .. });
         let mode = if is_symlink {
             0o777
@@ -560,13 +592,19 @@ impl Planner<'_> {
             (None, CopySource::Context(_)) => (0, 0),
             (None, CopySource::Root(_)) => (metadata.uid(), metadata.gid()),
         };
-        Entry {
+        let xattrs = xattr::read(host).map_err(|source| CopyError::Io {
+            path: host.display().to_string(),
+            action: "read the extended attributes of",
+            source,
+        })?;
+        Ok(Entry {
             kind,
             mode,
             uid,
             gid,
             mtime: (metadata.mtime(), metadata.mtime_nsec()),
-        }
+            xattrs,
+        })
     }
 
     fn mode(&self, mode: u32, is_dir: bool) -> u32 {
@@ -577,10 +615,13 @@ impl Planner<'_> {
     }
 
     /// Matches a source pattern against the source tree.
+    ///
+    /// The pattern is cleaned lexically first, as BuildKit does, so `a/..`
+    /// names the root even when `a` is a symlink.
     fn expand(&self, pattern: &str) -> Result<Vec<Match>, CopyError> {
-        let components = split_components(pattern);
+        let components = clean(pattern);
         if !components.iter().any(|component| has_wildcard(component)) {
-            let Some(found) = self.resolve(pattern, pattern)? else {
+            let Some(found) = self.resolve(&components.join("/"), pattern)? else {
                 return Ok(Vec::new());
             };
             let path = found.components.join("/");
@@ -649,13 +690,12 @@ impl Planner<'_> {
                 metadata,
             })),
             Ok(Resolved::Missing { .. }) => Ok(None),
-            Err(error @ ResolveError::Escapes { .. }) => Err(CopyError::OutsideContext {
-                pattern: pattern.to_string(),
-                root: self.describe_root(),
-                detail: error.to_string(),
-            }),
             Err(error) => Err(CopyError::Io {
-                path: path.to_string(),
+                path: if path == pattern {
+                    path.to_string()
+                } else {
+                    format!("{path}` (matched by `{pattern}")
+                },
                 action: "resolve the source",
                 source: error.into_io(),
             }),
@@ -776,6 +816,19 @@ fn hash_file(path: &std::path::Path) -> Result<String, CopyError> {
         action: "hash",
         source,
     })
+}
+
+/// Explains, for a missing source whose path climbs with `..`, that `..`
+/// stops at the root.
+fn no_match_hint(pattern: &str) -> String {
+    if split_components(pattern)
+        .iter()
+        .any(|component| component == "..")
+    {
+        "; `..` cannot climb above that root, so the path was looked up inside it".to_string()
+    } else {
+        String::new()
+    }
 }
 
 fn child(parent: &[String], name: &str) -> Vec<String> {

@@ -1,9 +1,10 @@
 //! A read-only merged view of an image's unpacked layer folders, and the
 //! path resolver that COPY uses for both images and build contexts.
 //!
-//! Paths in an image are resolved as if its root were `/`. An absolute
-//! symlink target starts again at the image root, and `..` at the root stays
-//! there. So no lookup reaches a host path outside the layer folders.
+//! Paths in an image or a build context are resolved as if its root were
+//! `/`. An absolute symlink target starts again at that root, and `..` at the
+//! root stays there. So no lookup reaches a host path outside the layer
+//! folders or the context folder.
 
 mod resolve;
 
@@ -173,14 +174,6 @@ impl Tree for RootView {
         }
         Ok(None)
     }
-
-    fn absolute_target(&self, target: &Path) -> Option<PathBuf> {
-        Some(target.strip_prefix("/").unwrap_or(target).to_path_buf())
-    }
-
-    fn clamps_parent(&self) -> bool {
-        true
-    }
 }
 
 /// Looks `components` up in one layer folder.
@@ -303,6 +296,20 @@ mod tests {
         assert!(metadata.file_type().is_symlink());
         assert!(host.ends_with("link"));
         assert_eq!(view.canonical_path("/link/new").unwrap(), "/opt/data/new");
+    }
+
+    #[test]
+    fn non_utf8_link_target_named() {
+        use std::os::unix::ffi::OsStrExt;
+        let temp = tempfile::tempdir().unwrap();
+        let base = layer(temp.path(), "base");
+        let target = std::ffi::OsStr::from_bytes(b"/bad\xff");
+        std::os::unix::fs::symlink(target, base.join("link")).unwrap();
+        let view = RootView::new(vec![base]);
+        let error = view.canonical_path("/link/x").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("`/link`"), "{message}");
+        assert!(message.contains("not UTF-8"), "{message}");
     }
 
     #[test]

@@ -2,26 +2,22 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Symlinks followed in one resolution before it fails, as Linux's
 /// `MAXSYMLINKS`.
 const MAX_SYMLINKS: usize = 40;
 
 /// A file tree that [`resolve`] walks: an image or a build context.
+///
+/// Both are resolved as a chroot would: an absolute symlink target starts
+/// again at the tree root and `..` at the root stays there, as BuildKit
+/// resolves COPY sources and destinations. So no path leaves the tree.
 pub(crate) trait Tree {
     /// Returns the host path and metadata of the entry named by
     /// `components`, whose parents are already resolved, without following
     /// a final symlink. `None` when it does not exist.
     fn lookup(&self, components: &[String]) -> io::Result<Option<(PathBuf, std::fs::Metadata)>>;
-
-    /// Maps an absolute symlink target to a path relative to the tree root,
-    /// or `None` when the target lies outside the tree.
-    fn absolute_target(&self, target: &Path) -> Option<PathBuf>;
-
-    /// Returns whether `..` at the root stays at the root (an image) instead of
-    /// leaving the tree (a build context).
-    fn clamps_parent(&self) -> bool;
 }
 
 /// The result of [`resolve`].
@@ -56,13 +52,15 @@ pub(crate) enum ResolveError {
         #[source]
         source: io::Error,
     },
-    /// The path leaves the tree through `..` or a symlink.
-    #[error("`{path}` points outside the build context{}", via.as_ref().map(|(link, target)| format!(" through the symlink `{link}` -> `{target}`")).unwrap_or_default())]
-    Escapes {
+    /// A symlink on the way has a target that is not UTF-8.
+    #[error(
+        "the symlink `{link}` on the way to `{path}` has a target that is not UTF-8; point it at a UTF-8 path"
+    )]
+    NotUtf8 {
         /// The path being resolved.
         path: String,
-        /// The symlink and its target, when a symlink led outside.
-        via: Option<(String, String)>,
+        /// The symlink, as a path below the tree root.
+        link: String,
     },
     /// More than 40 symlinks were followed.
     #[error("too many levels of symlinks while resolving `{path}`")]
@@ -113,18 +111,14 @@ pub(crate) fn resolve<T: Tree + ?Sized>(
 
     while let Some(component) = pending.pop_front() {
         if component == ".." {
-            if done.pop().is_none() && !tree.clamps_parent() {
-                return Err(ResolveError::Escapes {
-                    path: path.to_string(),
-                    via: None,
-                });
-            }
+            // `..` at the root stays at the root.
+            done.pop();
             continue;
         }
         done.push(component);
 
         let Some((host, metadata)) = tree.lookup(&done).map_err(io_error)? else {
-            return finish_missing(tree, path, done, pending);
+            return Ok(finish_missing(done, pending));
         };
         let more = !pending.is_empty();
         if metadata.file_type().is_symlink() && (more || follow_last) {
@@ -135,40 +129,23 @@ pub(crate) fn resolve<T: Tree + ?Sized>(
                 });
             }
             let target = std::fs::read_link(&host).map_err(io_error)?;
-            let link = super::join_absolute(&done);
+            let Some(target) = target.to_str() else {
+                return Err(ResolveError::NotUtf8 {
+                    path: path.to_string(),
+                    link: super::join_absolute(&done),
+                });
+            };
             done.pop();
-            let escapes = || ResolveError::Escapes {
-                path: path.to_string(),
-                via: Some((link.clone(), target.display().to_string())),
-            };
-            let relative = if target.is_absolute() {
+            if target.starts_with('/') {
                 done.clear();
-                tree.absolute_target(&target).ok_or_else(escapes)?
-            } else {
-                target.clone()
-            };
-            let Some(relative) = relative.to_str() else {
-                return Err(escapes());
-            };
-            // Check that the target's own `..` components stay inside.
-            let mut depth = done.len();
-            for component in split_components(relative) {
-                if component == ".." {
-                    if depth == 0 && !tree.clamps_parent() {
-                        return Err(escapes());
-                    }
-                    depth = depth.saturating_sub(1);
-                } else {
-                    depth += 1;
-                }
             }
-            for component in split_components(relative).into_iter().rev() {
+            for component in split_components(target).into_iter().rev() {
                 pending.push_front(component);
             }
             continue;
         }
         if !pending.is_empty() && !metadata.is_dir() {
-            return finish_missing(tree, path, done, pending);
+            return Ok(finish_missing(done, pending));
         }
     }
 
@@ -183,24 +160,14 @@ pub(crate) fn resolve<T: Tree + ?Sized>(
 }
 
 /// Appends the unresolved rest of a path lexically once a component is
-/// missing.
-fn finish_missing<T: Tree + ?Sized>(
-    tree: &T,
-    path: &str,
-    mut done: Vec<String>,
-    pending: VecDeque<String>,
-) -> Result<Resolved, ResolveError> {
+/// missing; `..` at the root stays at the root.
+fn finish_missing(mut done: Vec<String>, pending: VecDeque<String>) -> Resolved {
     for component in pending {
         if component == ".." {
-            if done.pop().is_none() && !tree.clamps_parent() {
-                return Err(ResolveError::Escapes {
-                    path: path.to_string(),
-                    via: None,
-                });
-            }
+            done.pop();
         } else {
             done.push(component);
         }
     }
-    Ok(Resolved::Missing { components: done })
+    Resolved::Missing { components: done }
 }
