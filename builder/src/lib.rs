@@ -19,7 +19,10 @@ pub mod image;
 pub mod plan;
 pub mod progress;
 pub mod rootfs;
+pub mod runner;
 pub mod sandbox;
+pub mod secrets;
+pub mod transfer;
 
 pub use build::{BuildOptions, BuildOutput, Builder};
 pub use error::BuildError;

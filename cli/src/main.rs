@@ -51,6 +51,29 @@ enum Command {
     Save(commands::save::SaveArgs),
     /// Read images from an archive or OCI layout folder into the store.
     Load(commands::load::LoadArgs),
+    /// Download an image from a registry into the store.
+    Pull(commands::pull::PullArgs),
+    /// Upload an image from the store to a registry.
+    Push(commands::push::PushArgs),
+    /// Check and store credentials for a registry.
+    Login(commands::login::LoginArgs),
+    /// Remove stored credentials for a registry.
+    Logout(commands::logout::LogoutArgs),
+    /// Run a command in a new container from an image.
+    Run(commands::run::RunArgs),
+    /// List containers.
+    Ps(commands::ps::PsArgs),
+    /// Print the output of a container.
+    Logs(commands::logs::LogsArgs),
+    /// Stop running containers: the stop signal, then SIGKILL.
+    Stop(commands::stop::StopArgs),
+    /// Send a signal to running containers.
+    Kill(commands::kill::KillArgs),
+    /// Remove containers.
+    Rm(commands::rm::RmArgs),
+    /// Supervise a created container (started by `run -d`).
+    #[command(hide = true)]
+    SuperviseContainer(commands::run::SuperviseArgs),
 }
 
 /// Options every command may need, taken from the global flags.
@@ -89,6 +112,17 @@ fn main() -> ExitCode {
         Command::Import(args) => commands::import::run(&globals, &args),
         Command::Save(args) => commands::save::run(&globals, &args),
         Command::Load(args) => commands::load::run(&globals, &args),
+        Command::Pull(args) => commands::pull::run(&globals, &args),
+        Command::Push(args) => commands::push::run(&globals, &args),
+        Command::Login(args) => commands::login::run(&args),
+        Command::Logout(args) => commands::logout::run(&args),
+        Command::Run(args) => commands::run::run(&globals, &args),
+        Command::Ps(args) => commands::ps::run(&globals, &args),
+        Command::Logs(args) => commands::logs::run(&globals, &args),
+        Command::Stop(args) => commands::stop::run(&globals, &args),
+        Command::Kill(args) => commands::kill::run(&globals, &args),
+        Command::Rm(args) => commands::rm::run(&globals, &args),
+        Command::SuperviseContainer(args) => commands::run::supervise(&globals, &args),
     };
     exit::report(result)
 }

@@ -195,6 +195,53 @@ fn dockerfile_from_stdin() {
     assert!(output.status.success(), "{}", text(&output.stderr));
 }
 
+/// Runs `forge build` with `input` on standard input and `-` as the context.
+fn build_from_stdin(workspace: &Workspace, extra: &[&str], input: &[u8]) -> Output {
+    let mut child = workspace
+        .forge()
+        .args(["build", "--progress", "plain"])
+        .args(extra)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("forge starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write standard input");
+    child.wait_with_output().expect("forge finishes")
+}
+
+#[test]
+fn plain_dockerfile_on_stdin() {
+    let workspace = Workspace::new();
+    let output = build_from_stdin(
+        &workspace,
+        &["-t", "stdin-plain"],
+        b"FROM scratch\nLABEL from=stdin\n",
+    );
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("invalid tar"), "{stderr}");
+    if let Some(config) = skopeo_config(&workspace.root(), "stdin-plain:latest") {
+        assert_eq!(config["config"]["Labels"]["from"], "stdin");
+    }
+
+    // The context is empty, so a COPY finds nothing.
+    let copying = Workspace::new();
+    let output = build_from_stdin(&copying, &[], b"FROM scratch\nCOPY a.txt /a.txt\n");
+    expect_failure(&output, "a.txt");
+
+    // Messages name the Dockerfile as standard input.
+    let broken = Workspace::new();
+    let output = build_from_stdin(&broken, &[], b"FROM scratch\nNOPE x\n");
+    expect_failure(&output, "<stdin>");
+}
+
 #[test]
 fn context_from_stdin_tar() {
     let workspace = Workspace::new();
@@ -267,10 +314,26 @@ fn missing_source_exits_one() {
 }
 
 #[test]
-fn source_outside_context_exits_one() {
+fn parent_source_path_stays_in_context() {
     let workspace = Workspace::new();
-    workspace.write("Dockerfile", "FROM scratch\nCOPY ../../etc/passwd /\n");
-    expect_failure(&workspace.build(&[]), "etc/passwd");
+    workspace.write("data.txt", "data\n");
+    workspace.write(
+        "Dockerfile",
+        "FROM scratch\nCOPY ../../data.txt /data.txt\nCOPY ../*.none /none/\n",
+    );
+    let output = workspace.build(&["-t", "clamped"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let missing = Workspace::new();
+    missing.write("Dockerfile", "FROM scratch\nCOPY ../../etc/passwd /\n");
+    let output = missing.build(&[]);
+    expect_failure(&output, "`../../etc/passwd`");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("`..` cannot climb above"), "{stderr}");
+    assert!(
+        !stderr.contains("the build context the build context"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -302,13 +365,10 @@ fn other_platform_is_rejected() {
 }
 
 #[test]
-fn other_output_type_is_rejected() {
+fn unknown_output_type_is_rejected() {
     let workspace = Workspace::new();
     workspace.write("Dockerfile", "FROM scratch\n");
-    expect_failure(
-        &workspace.build(&["--output", "type=local,dest=out"]),
-        "type=local",
-    );
+    expect_failure(&workspace.build(&["--output", "type=zip,dest=out"]), "zip");
 }
 
 #[test]
@@ -407,4 +467,137 @@ fn run_steps_in_sandbox() {
     }
     failing.write("Dockerfile", "FROM busybox\nRUN exit 7\n");
     expect_failure(&failing.build(&[]), "exit code 7");
+}
+
+/// Saves `name` as an OCI layout and unpacks it with umoci; returns the
+/// root file system, or `None` when umoci is missing.
+fn unpack_with_umoci(workspace: &Workspace, name: &str) -> Option<PathBuf> {
+    if !forge_testkit::require_tool("umoci") {
+        return None;
+    }
+    let layout = workspace.dir.path().join("layout");
+    let saved = workspace
+        .forge()
+        .args(["save", name, "--format", "oci-dir", "-o"])
+        .arg(&layout)
+        .output()
+        .expect("forge save runs");
+    assert!(saved.status.success(), "{}", text(&saved.stderr));
+    let bundle = workspace.dir.path().join("bundle");
+    let unpacked = Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:{name}:latest", layout.display()))
+        .arg(&bundle)
+        .output()
+        .expect("umoci runs");
+    assert!(unpacked.status.success(), "{}", text(&unpacked.stderr));
+    Some(bundle.join("rootfs"))
+}
+
+#[test]
+fn workdir_through_symlink_keeps_link() {
+    if !forge_testkit::require_root("workdir_through_symlink_keeps_link") {
+        return;
+    }
+    let workspace = Workspace::new();
+    if !import_busybox(&workspace) {
+        return;
+    }
+    workspace.write("f.txt", "f\n");
+    workspace.write(
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN ln -s /opt/real /link && mkdir -p /opt/real\n\
+         USER 1234:2345\n\
+         WORKDIR /link/wd/sub\n\
+         RUN test -L /link && test -d /opt/real/wd/sub && test \"$(pwd -P)\" = /opt/real/wd/sub\n\
+         RUN test \"$(stat -c %u:%g /opt/real/wd)\" = 1234:2345\n\
+         USER root\n\
+         COPY f.txt /link/\n",
+    );
+    let output = workspace.build(&["-t", "workdir-link"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    if let Some(config) = skopeo_config(&workspace.root(), "workdir-link:latest") {
+        assert_eq!(config["config"]["WorkingDir"], "/link/wd/sub");
+    }
+
+    let Some(rootfs) = unpack_with_umoci(&workspace, "workdir-link") else {
+        return;
+    };
+    let link = fs::symlink_metadata(rootfs.join("link")).expect("/link exists");
+    assert!(
+        link.file_type().is_symlink(),
+        "/link is no longer a symlink"
+    );
+    assert_eq!(
+        fs::read_link(rootfs.join("link")).expect("/link target"),
+        Path::new("/opt/real")
+    );
+    for dir in ["opt/real/wd", "opt/real/wd/sub"] {
+        let metadata = fs::metadata(rootfs.join(dir)).expect("working directory");
+        assert!(metadata.is_dir(), "{dir}");
+        assert_eq!(
+            (
+                std::os::unix::fs::MetadataExt::uid(&metadata),
+                std::os::unix::fs::MetadataExt::gid(&metadata)
+            ),
+            (1234, 2345),
+            "{dir}"
+        );
+    }
+    let real = fs::metadata(rootfs.join("opt/real")).expect("/opt/real");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&real), 0);
+    assert_eq!(
+        fs::read_to_string(rootfs.join("opt/real/f.txt")).expect("COPY through /link"),
+        "f\n"
+    );
+}
+
+/// Runs `setcap CAPS` on `path`; `false` when setcap is missing.
+fn setcap(caps: &str, path: &Path) -> bool {
+    if !forge_testkit::require_tool("setcap") {
+        return false;
+    }
+    let output = Command::new("setcap")
+        .arg(caps)
+        .arg(path)
+        .output()
+        .expect("setcap runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    true
+}
+
+#[test]
+fn copy_keeps_file_capability() {
+    if !forge_testkit::require_root("copy_keeps_file_capability") {
+        return;
+    }
+    let workspace = Workspace::new();
+    workspace.write("ping", "#!/bin/sh\n");
+    workspace.write("Dockerfile", "FROM scratch\nCOPY ping /bin/ping\n");
+    let ping = workspace.context().join("ping");
+    if !setcap("cap_net_raw+ep", &ping) {
+        return;
+    }
+    let first = workspace.build(&["-t", "caps"]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+
+    // A changed capability is a changed input of the COPY step.
+    assert!(setcap("cap_net_admin+ep", &ping));
+    let second = workspace.build(&["-t", "caps"]);
+    let stderr = text(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    assert!(!stderr.contains("Using cache"), "{stderr}");
+
+    let Some(rootfs) = unpack_with_umoci(&workspace, "caps") else {
+        return;
+    };
+    let getcap = Command::new("getcap")
+        .arg(rootfs.join("bin/ping"))
+        .output()
+        .expect("getcap runs");
+    let listed = text(&getcap.stdout);
+    assert!(listed.contains("cap_net_admin"), "getcap: {listed}");
+    assert!(!listed.contains("cap_net_raw"), "getcap: {listed}");
 }

@@ -13,6 +13,7 @@
 //! exist yet in the image; otherwise, like every config instruction, its
 //! history entry is marked `empty_layer`.
 
+pub mod export;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -71,6 +72,16 @@ pub struct BuildOptions {
     /// Folder that keeps the folders of `RUN --mount=type=cache` between
     /// builds, one per cache id; cache mounts fail when `None`.
     pub cache_mounts: Option<PathBuf>,
+    /// Pulls `FROM` images that are not in the store; such a `FROM`
+    /// fails when `None`.
+    pub base_puller: Option<crate::transfer::BasePuller>,
+    /// `--secret`: secrets that `RUN --mount=type=secret` mounts by id.
+    pub secrets: crate::secrets::Secrets,
+    /// `--ssh`: agent sockets that `RUN --mount=type=ssh` mounts by id.
+    pub ssh: crate::secrets::SshAgents,
+    /// `--allow security.insecure`: lets `RUN --security=insecure` run with
+    /// every capability of the sandbox's root. Without it such a step fails.
+    pub allow_insecure: bool,
 }
 
 /// The result of a build.
@@ -213,6 +224,12 @@ impl Builder<'_> {
                 .set_name(name, &manifest)
                 .map_err(BuildError::store(format!("name the image `{name}`")))?;
         }
+        // Without `-t` the image is kept unnamed, so its id finds it.
+        if names.is_empty() {
+            self.store
+                .add_unnamed(&manifest)
+                .map_err(BuildError::store("keep the unnamed image"))?;
+        }
         Ok(BuildOutput {
             image_id: id,
             manifest,
@@ -315,6 +332,22 @@ impl BuildRun<'_> {
                 }
             },
             Base::Image(name) => {
+                if let Some(puller) = &self.options.base_puller {
+                    crate::transfer::ensure_base(
+                        self.builder.store,
+                        puller,
+                        name,
+                        self.builder.progress,
+                        &from_id,
+                    )
+                    .map_err(|error| BuildError::Step {
+                        file: self.options.dockerfile_name.clone(),
+                        line: stage.span.start,
+                        instruction: stage.original.clone(),
+                        message: format!("cannot pull the base image `{name}`"),
+                        source: Some(Box::new(error)),
+                    })?;
+                }
                 let image =
                     image::load_image(self.builder.store, name).map_err(|error| match error {
                         BuildError::Plan { message } => BuildError::Step {

@@ -31,8 +31,9 @@ use crate::sandbox::{OutputSink, RunMount, RunMountKind, RunSpec};
 pub(super) enum Prepared {
     /// Files to copy over the stage's file system.
     Copy { plan: Box<CopyPlan>, root: RootView },
-    /// A command to run, without its upper and work folders yet.
-    Run(Box<RunSpec>),
+    /// A command to run, without its upper and work folders yet, and the
+    /// privileges it runs with.
+    Run(Box<RunSpec>, Security),
 }
 
 /// Returns the unpacked folders of `layers` as absolute paths, top first,
@@ -318,11 +319,19 @@ fn prepare_run(
         Some(Expandable::Literal(security)) => *security == Security::Insecure,
         Some(Expandable::Unexpanded(text)) => expander.text(text).map_err(error)? == "insecure",
     };
-    if insecure {
+    if insecure && !build.options.allow_insecure {
         return Err(error(
-            "RUN --security=insecure is not allowed; remove the flag".into(),
+            "RUN --security=insecure needs the `security.insecure` entitlement; pass \
+             `--allow security.insecure` to forge build if you trust this Dockerfile, or \
+             remove the flag"
+                .into(),
         ));
     }
+    let security = if insecure {
+        Security::Insecure
+    } else {
+        Security::Sandbox
+    };
 
     let mounts = resolve_mounts(build, run, instruction, command, expander, inputs, done)?;
 
@@ -371,19 +380,26 @@ fn prepare_run(
     inputs
         .flags
         .insert("network".into(), format!("{network:?}").to_lowercase());
+    // Only insecure steps name their mode, so keys of existing steps stay.
+    if insecure {
+        inputs.flags.insert("security".into(), "insecure".into());
+    }
 
-    Ok(Prepared::Run(Box::new(RunSpec {
-        lowers: Vec::new(),
-        upper: PathBuf::new(),
-        work: PathBuf::new(),
-        argv,
-        env,
-        workdir: config.workdir(),
-        user: config.user(),
-        network,
-        hostname: "buildkitsandbox".to_string(),
-        mounts,
-    })))
+    Ok(Prepared::Run(
+        Box::new(RunSpec {
+            lowers: Vec::new(),
+            upper: PathBuf::new(),
+            work: PathBuf::new(),
+            argv,
+            env,
+            workdir: config.workdir(),
+            user: config.user(),
+            network,
+            hostname: "buildkitsandbox".to_string(),
+            mounts,
+        }),
+        security,
+    ))
 }
 
 /// Executes a prepared step and returns its layer.
@@ -410,7 +426,7 @@ pub(super) fn execute(
                 })?;
             snapshot(build, instruction, &upper, DiffKind::Plain)
         }
-        Prepared::Run(mut spec) => {
+        Prepared::Run(mut spec, security) => {
             let Some(executor) = build.builder.executor else {
                 remove_quietly(&upper);
                 return Err(build.step_error(
@@ -430,7 +446,7 @@ pub(super) fn execute(
                 stdout: Vec::new(),
                 stderr: Vec::new(),
             };
-            let outcome = executor.run(&spec, &mut sink);
+            let outcome = executor.run_with_security(&spec, security, &mut sink);
             sink.flush();
             remove_quietly(&work);
             let outcome = outcome.map_err(|error| {
@@ -469,10 +485,14 @@ pub(super) fn execute(
 }
 
 /// Creates the directory of a WORKDIR in a new layer when the image lacks
-/// it. Parents that exist in the image keep their mode and owner.
+/// it, as BuildKit does: the path is resolved inside the image, so a symlink
+/// on the way is followed and stays a symlink, and each directory created
+/// belongs to the current USER. Parents that exist in the image are written
+/// with their mode, owner, extended attributes and mtime, except the one
+/// that receives the first new directory, whose mtime becomes the step's
+/// time.
 ///
-/// NOTE: the directory belongs to root, while BuildKit gives it to the
-/// current USER.
+/// NOTE: owners are set only when forge runs as root.
 pub(super) fn create_workdir(
     build: &BuildRun<'_>,
     run: &StageRun,
@@ -485,50 +505,121 @@ pub(super) fn create_workdir(
         path: path.to_path_buf(),
         source,
     };
-    let exists = root
-        .lstat(dir)
-        .map_err(|source| io_error(Path::new(dir), "look up the directory", source))?;
-    if exists.is_some() || dir == "/" {
+    let canonical = root
+        .canonical_path(dir)
+        .map_err(|source| io_error(Path::new(dir), "resolve the directory", source))?;
+    let components = crate::rootfs::split_components(&canonical);
+
+    // The directories of the path that the image already has, in order.
+    let mut existing = Vec::new();
+    let mut image_path = String::new();
+    for component in &components {
+        image_path.push('/');
+        image_path.push_str(component);
+        match root
+            .lstat(&image_path)
+            .map_err(|source| io_error(Path::new(&image_path), "look up the directory", source))?
+        {
+            Some((host, metadata)) if metadata.is_dir() => existing.push((host, metadata)),
+            Some(_) => {
+                return Err(build.step_error(
+                    instruction,
+                    format!(
+                        "cannot create the working directory `{canonical}`: `{image_path}` exists in the image and is not a directory; remove it in an earlier step or choose another WORKDIR"
+                    ),
+                ));
+            }
+            None => break,
+        }
+    }
+    if existing.len() == components.len() {
         return Ok(None);
     }
 
+    let owner = workdir_owner(build, run, instruction, &root)?;
+    let is_root = rustix::process::geteuid().is_root();
     let upper = build
         .builder
         .store
         .create_work_dir()
         .map_err(BuildError::store("create a work folder"))?;
-    let mut image_path = String::new();
     let mut host_path = upper.clone();
-    let mut created = Vec::new();
-    for component in dir.split('/').filter(|part| !part.is_empty()) {
-        image_path.push('/');
-        image_path.push_str(component);
+    let mut written = Vec::new();
+    for (index, component) in components.iter().enumerate() {
         host_path.push(component);
         fs::create_dir(&host_path)
             .map_err(|source| io_error(&host_path, "create the directory", source))?;
-        let existing = root
-            .lstat(&image_path)
-            .map_err(|source| io_error(Path::new(&image_path), "look up the directory", source))?;
-        let mode = match &existing {
-            Some((_, metadata)) if metadata.is_dir() => {
-                if rustix::process::geteuid().is_root() {
-                    let _ = std::os::unix::fs::chown(
-                        &host_path,
-                        Some(metadata.uid()),
-                        Some(metadata.gid()),
-                    );
-                }
-                metadata.mode() & 0o7777
+        let (mode, uid, gid, mtime) = match existing.get(index) {
+            Some((source, metadata)) => {
+                let xattrs = crate::copy::read_xattrs(source).map_err(|source| {
+                    io_error(&host_path, "read the extended attributes of", source)
+                })?;
+                crate::copy::write_xattrs(&host_path, &xattrs).map_err(|source| {
+                    io_error(&host_path, "set the extended attributes of", source)
+                })?;
+                let keeps_mtime = index + 1 < existing.len();
+                let mtime = keeps_mtime.then(|| (metadata.mtime(), metadata.mtime_nsec()));
+                (
+                    metadata.mode() & 0o7777,
+                    metadata.uid(),
+                    metadata.gid(),
+                    mtime,
+                )
             }
-            _ => 0o755,
+            None => (0o755, owner.0, owner.1, None),
         };
-        created.push((host_path.clone(), mode));
+        if is_root {
+            std::os::unix::fs::lchown(&host_path, Some(uid), Some(gid))
+                .map_err(|source| io_error(&host_path, "set the owner of", source))?;
+        }
+        written.push((host_path.clone(), mode, mtime));
     }
-    for (path, mode) in &created {
+
+    // Modes and mtimes go last, deepest first, so creating a child does not
+    // change its parent's mtime afterwards.
+    for (path, mode, mtime) in written.iter().rev() {
         fs::set_permissions(path, fs::Permissions::from_mode(*mode))
             .map_err(|source| io_error(path, "set the mode of", source))?;
+        if let Some((seconds, nanoseconds)) = mtime {
+            let time = rustix::fs::Timespec {
+                tv_sec: *seconds,
+                tv_nsec: *nanoseconds as _,
+            };
+            let times = rustix::fs::Timestamps {
+                last_access: time,
+                last_modification: time,
+            };
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                path,
+                &times,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|source| io_error(path, "set the mtime of", source.into()))?;
+        }
     }
     snapshot(build, instruction, &upper, DiffKind::Plain).map(Some)
+}
+
+/// Returns the uid and gid of the stage's USER from the image's
+/// `/etc/passwd` and `/etc/group`: root when no USER is set, and 0 for a
+/// name the image lacks, as BuildKit does for WORKDIR.
+fn workdir_owner(
+    build: &BuildRun<'_>,
+    run: &StageRun,
+    instruction: &Instruction,
+    root: &RootView,
+) -> Result<(u32, u32)> {
+    let user = run.state.config.user();
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    crate::copy::resolve_user_or_root(&user, root).map_err(|error| {
+        build.step_error(
+            instruction,
+            format!("cannot look up the owner for USER `{user}`: {error}"),
+        )
+    })
 }
 
 /// Writes `dir` as a layer into the store and keeps it as the layer's
@@ -757,12 +848,44 @@ fn resolve_mounts(
                 RunMountKind::Tmpfs { size: mount.size }
             }
             MountType::Secret | MountType::Ssh => {
-                // TODO: pass secrets and the SSH agent from `forge build`
-                // flags; until then these mounts are rejected.
-                return Err(error(format!(
-                    "RUN --mount=type={} is not supported yet; remove the mount",
-                    mount.kind.as_str()
-                )));
+                // Only the id and target enter the key, never the content.
+                let secret = mount.kind == MountType::Secret;
+                let id = match (&mount.id, secret) {
+                    (Some(id), _) => id.clone(),
+                    (None, false) => "default".to_string(),
+                    (None, true) => {
+                        return Err(error(
+                            "RUN --mount=type=secret needs an id; write id=NAME".into(),
+                        ));
+                    }
+                };
+                described.push(format!("{} {id}", mount.kind.as_str()));
+                if let Some(target) = &target {
+                    described.push(format!("target {target}"));
+                }
+                match secret_or_agent(build, &mount, &id) {
+                    Some(kind) => mounts.push(RunMount {
+                        target: target.clone(),
+                        kind,
+                    }),
+                    None if mount.required => {
+                        return Err(error(if secret {
+                            format!(
+                                "secret `{id}` is required but was not given; pass --secret id={id},src=FILE"
+                            )
+                        } else {
+                            format!(
+                                "SSH agent `{id}` is required but was not given; pass --ssh {id} or --ssh {id}=SOCKET"
+                            )
+                        }));
+                    }
+                    // A missing optional secret or agent is left out, so
+                    // the step runs without the file or socket.
+                    None => {
+                        tracing::debug!(%id, kind = mount.kind.as_str(), "optional mount not given")
+                    }
+                }
+                continue;
             }
         };
         if let Some(target) = &target {
@@ -777,6 +900,31 @@ fn resolve_mounts(
             .insert("mounts".into(), serde_json::json!(described).to_string());
     }
     Ok(mounts)
+}
+
+/// Returns the sandbox mount of secret or SSH agent `id`, or `None` when
+/// `forge build` was not given it.
+fn secret_or_agent(build: &BuildRun<'_>, mount: &Mount, id: &str) -> Option<RunMountKind> {
+    let uid = mount.uid.unwrap_or(0);
+    let gid = mount.gid.unwrap_or(0);
+    if mount.kind == MountType::Secret {
+        let data = build.options.secrets.get(id)?;
+        Some(RunMountKind::Secret {
+            data,
+            uid,
+            gid,
+            mode: mount.mode.unwrap_or(0o400),
+            env: mount.env.clone(),
+        })
+    } else {
+        let socket = build.options.ssh.get(id)?;
+        Some(RunMountKind::Ssh {
+            socket: socket.to_path_buf(),
+            uid,
+            gid,
+            mode: mount.mode.unwrap_or(0o600),
+        })
+    }
 }
 
 /// Expands the path and name fields of a mount that the parser typed

@@ -6,7 +6,8 @@
 //! ```text
 //! ROOT/
 //!   oci-layout                 {"imageLayoutVersion":"1.0.0"}
-//!   index.json                 one manifest descriptor per image name
+//!   index.json                 one manifest descriptor per image name, plus
+//!                              unnamed entries for images no name reaches
 //!   blobs/sha256/HEX           content, named by its sha256
 //!   forge/                     ignored by OCI readers
 //!     locks/                   store.lock, index.lock, unpack-HEX.lock
@@ -29,12 +30,14 @@
 
 mod blobs;
 mod check;
+mod containers;
 mod error;
 mod graph;
 mod lock;
 mod names;
 mod prune;
 mod root;
+pub mod sources;
 mod steps;
 mod unpacked;
 

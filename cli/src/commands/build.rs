@@ -4,11 +4,15 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
+use forge_builder::build::export::{Destination, OutputSpec, export};
 use forge_builder::context::Context;
 use forge_builder::executor::SandboxExecutor;
+use forge_builder::secrets::{Secrets, SshAgents};
+use forge_builder::transfer::{BasePuller, PullOptions};
 use forge_builder::{BuildOptions, Builder};
 use forge_cache::layer::{self, Compression, ExtractOptions};
 use forge_cache::store::Store;
@@ -19,8 +23,9 @@ use crate::progress::{ProgressMode, display, short_id};
 /// Arguments of `forge build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Build context: a folder, or `-` to read a tar archive (optionally
-    /// gzip or zstd compressed) from standard input.
+    /// Build context: a folder, or `-` to read from standard input a tar
+    /// archive (optionally gzip, bzip2, xz or zstd compressed) or a
+    /// Dockerfile with an empty context.
     #[arg(value_name = "PATH|-")]
     context: PathBuf,
 
@@ -55,10 +60,18 @@ pub struct BuildArgs {
     #[arg(long, value_name = "STAGE", value_delimiter = ',')]
     no_cache_filter: Vec<String>,
 
-    /// Pull newer base images first. Not wired yet: base images come
-    /// from the store, so the flag only prints a note.
+    /// Resolve every `FROM` image in its registry and pull it when it
+    /// changed, even when the store has it. Without the flag only images
+    /// missing from the store are pulled.
     #[arg(long)]
     pull: bool,
+
+    /// Push every `-t` name to its registry after the build.
+    #[arg(long)]
+    push: bool,
+
+    #[command(flatten)]
+    registry: super::pull::RegistryArgs,
 
     /// Target platform; only `linux/amd64` is supported.
     #[arg(long, value_name = "PLATFORM")]
@@ -77,10 +90,37 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     progress: ProgressMode,
 
-    /// Output: only `type=image` (keep the image in the store) is
-    /// supported.
-    #[arg(short, long, value_name = "type=image")]
-    output: Option<String>,
+    /// Where the image goes besides the store: `type=image` (the store
+    /// only, the default), `type=oci,dest=FILE`, `type=oci-dir,dest=DIR`,
+    /// `type=docker,dest=FILE`, `type=tar,dest=FILE` (the root file system)
+    /// or `type=local,dest=DIR`; `dest=-` writes an archive or tar to
+    /// standard output. `-o DIR` means `type=local,dest=DIR`. The store
+    /// keeps the image and its `-t` names with every type. Repeatable.
+    #[arg(short, long = "output", value_name = "type=TYPE,dest=PATH")]
+    outputs: Vec<String>,
+
+    /// Secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or
+    /// `id=ID,env=VAR` (also `type=file|env`). Repeatable.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE")]
+    secrets: Vec<String>,
+
+    /// SSH agent for `RUN --mount=type=ssh`: `default` (the agent of
+    /// SSH_AUTH_SOCK) or `ID=SOCKET`. Repeatable.
+    #[arg(long = "ssh", value_name = "default|ID=SOCKET")]
+    ssh: Vec<String>,
+
+    /// Extra privilege the build may grant, as in buildx:
+    /// `security.insecure` lets `RUN --security=insecure` run with every
+    /// capability and unmasked /proc; `network.host` is accepted and
+    /// changes nothing, because `RUN --network=host` needs no permission
+    /// in forge. Repeatable or comma-separated.
+    #[arg(
+        long = "allow",
+        value_enum,
+        value_name = "ENTITLEMENT",
+        value_delimiter = ','
+    )]
+    allow: Vec<Entitlement>,
 
     /// Compression of new layers.
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
@@ -94,6 +134,17 @@ pub struct BuildArgs {
     /// as the latest file mtime in new layers, for reproducible images.
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     source_date_epoch: Option<i64>,
+}
+
+/// A privilege named by `--allow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Entitlement {
+    /// `RUN --security=insecure`.
+    #[value(name = "security.insecure")]
+    SecurityInsecure,
+    /// `RUN --network=host`, which forge allows without it.
+    #[value(name = "network.host")]
+    NetworkHost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -124,15 +175,19 @@ pub fn run(globals: &Globals, args: &BuildArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let result = build_in(args, &store, unpacked.as_deref());
-    if let Some(dir) = unpacked {
-        let _ = std::fs::remove_dir_all(dir);
+    let result = build_in(args, &store, unpacked.as_ref());
+    if let Some(unpacked) = unpacked {
+        let _ = std::fs::remove_dir_all(unpacked.dir);
     }
     result
 }
 
-fn build_in(args: &BuildArgs, store: &Store, unpacked: Option<&Path>) -> anyhow::Result<()> {
-    let context_dir = unpacked.unwrap_or(&args.context);
+fn build_in(
+    args: &BuildArgs,
+    store: &Store,
+    unpacked: Option<&StdinContext>,
+) -> anyhow::Result<()> {
+    let context_dir = unpacked.map_or(args.context.as_path(), |unpacked| unpacked.dir.as_path());
     if !context_dir.is_dir() {
         bail!(
             "the build context `{}` is not a folder; pass a folder, or - to read a tar archive from standard input",
@@ -140,7 +195,17 @@ fn build_in(args: &BuildArgs, store: &Store, unpacked: Option<&Path>) -> anyhow:
         );
     }
 
-    let (dockerfile_name, text, inside) = read_dockerfile(args.file.as_deref(), context_dir)?;
+    // A Dockerfile on standard input replaces `-f`, as in docker.
+    let dockerfile_on_stdin = unpacked.is_some_and(|unpacked| unpacked.is_dockerfile);
+    let file = if dockerfile_on_stdin {
+        None
+    } else {
+        args.file.as_deref()
+    };
+    let (mut dockerfile_name, text, inside) = read_dockerfile(file, context_dir)?;
+    if dockerfile_on_stdin {
+        dockerfile_name = "<stdin>".to_string();
+    }
     let dockerfile = forge_parser::instructions::parse(&text)
         .map_err(|error| error.with_file(&dockerfile_name))?;
     let progress = display(args.progress, args.quiet);
@@ -149,11 +214,12 @@ fn build_in(args: &BuildArgs, store: &Store, unpacked: Option<&Path>) -> anyhow:
             message: format!("{dockerfile_name}:{}: {}", warning.line, warning.message),
         });
     }
-    if args.pull {
-        progress.event(forge_builder::progress::ProgressEvent::Warning {
-            message: "--pull is not wired yet; base images come from the store (use `forge pull` to refresh them)".into(),
-        });
+    if args.push && args.tags.is_empty() {
+        bail!("--push needs at least one -t NAME to push to");
     }
+    let client = registry_client(args)?;
+    let outputs = output_specs(&args.outputs)?;
+    let (secrets, ssh) = secrets_and_agents(args)?;
 
     let context = Context::open(context_dir, inside.as_deref())
         .with_context(|| format!("cannot open the build context `{}`", args.context.display()))?;
@@ -176,6 +242,17 @@ fn build_in(args: &BuildArgs, store: &Store, unpacked: Option<&Path>) -> anyhow:
             .is_none()
             .then(|| hash_cache_path(store, context_dir)),
         cache_mounts: Some(store.root().join("forge").join("cache-mounts")),
+        base_puller: client.clone().map(|client| BasePuller {
+            client,
+            options: PullOptions {
+                jobs: args.registry.jobs.max(1),
+                ..PullOptions::default()
+            },
+            always: args.pull,
+        }),
+        secrets,
+        ssh,
+        allow_insecure: args.allow.contains(&Entitlement::SecurityInsecure),
     };
     let executor = SandboxExecutor;
     let builder = Builder {
@@ -200,10 +277,94 @@ fn build_in(args: &BuildArgs, store: &Store, unpacked: Option<&Path>) -> anyhow:
             }
         }
     }
-    let mut out = io::stdout().lock();
-    writeln!(out, "{}", output.image_id)?;
-    out.flush()?;
+    let mut to_stdout = false;
+    for spec in &outputs {
+        to_stdout |= spec.dest == Some(Destination::Stdout);
+        let mut stdout = io::stdout().lock();
+        export(store, &output.manifest, &output.names, spec, &mut stdout)
+            .with_context(|| format!("cannot write the output `{spec}`"))?;
+        stdout.flush()?;
+    }
+    if args.push
+        && let Some(client) = &client
+    {
+        for name in &output.names {
+            let destination: forge_registry::Reference = name
+                .parse()
+                .with_context(|| format!("invalid image name `{name}` to push"))?;
+            // The result line is written after the push, because the
+            // push's progress threads write to standard error meanwhile.
+            let mut result = Vec::new();
+            super::push::push_one(
+                client,
+                store,
+                &output.manifest,
+                &destination,
+                args.registry.jobs,
+                args.quiet,
+                &mut result,
+            )?;
+            io::stderr().write_all(&result)?;
+        }
+    }
+    // An output on standard output leaves no room for the image id.
+    if !to_stdout {
+        let mut out = io::stdout().lock();
+        writeln!(out, "{}", output.image_id)?;
+        out.flush()?;
+    }
     Ok(())
+}
+
+/// Parses the `--output` values; at most one may use standard output.
+fn output_specs(values: &[String]) -> anyhow::Result<Vec<OutputSpec>> {
+    let specs = values
+        .iter()
+        .map(|value| value.parse::<OutputSpec>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let on_stdout = specs
+        .iter()
+        .filter(|spec| spec.dest == Some(Destination::Stdout))
+        .count();
+    if on_stdout > 1 {
+        bail!("{on_stdout} outputs write to standard output (dest=-); give all but one a file");
+    }
+    Ok(specs)
+}
+
+/// Parses the `--secret` and `--ssh` values, reading environment variables
+/// and `SSH_AUTH_SOCK` now.
+fn secrets_and_agents(args: &BuildArgs) -> anyhow::Result<(Secrets, SshAgents)> {
+    let mut secrets = Secrets::default();
+    let env = |name: &str| std::env::var(name).ok();
+    for spec in &args.secrets {
+        secrets.add(spec, &env)?;
+    }
+    let mut agents = SshAgents::default();
+    let agent_socket = std::env::var("SSH_AUTH_SOCK").ok();
+    for spec in &args.ssh {
+        agents.add(spec, agent_socket.as_deref())?;
+    }
+    Ok((secrets, agents))
+}
+
+/// Builds the registry client for pulling bases and pushing. Without
+/// `--pull` and `--push` a client that cannot be set up only disables
+/// pulling of missing bases.
+fn registry_client(args: &BuildArgs) -> anyhow::Result<Option<Arc<forge_registry::Client>>> {
+    match args.registry.client(None) {
+        Ok(client) => Ok(Some(Arc::new(client))),
+        Err(error) if !args.pull && !args.push => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "warning: base images missing from the store cannot be pulled: {error:#}"
+                );
+            }
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Rejects flag values that forge does not support yet.
@@ -214,17 +375,6 @@ fn check_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
         bail!(
             "platform `{platform}` is not supported yet; forge builds only linux/amd64 (drop --platform or pass linux/amd64)"
         );
-    }
-    if let Some(output) = &args.output {
-        let kind = output
-            .split(',')
-            .find_map(|field| field.strip_prefix("type="))
-            .unwrap_or(output.as_str());
-        if kind != "image" {
-            bail!(
-                "output `{output}` is not supported yet; only --output type=image (the default) is, and `forge save` writes archives"
-            );
-        }
     }
     Ok(())
 }
@@ -325,27 +475,60 @@ fn hash_cache_path(store: &Store, context: &Path) -> PathBuf {
         .join(format!("context-hashes-{hash:016x}.json"))
 }
 
-/// Unpacks a tar archive from standard input into a work folder of the
-/// store, refusing entries that would leave it.
-fn unpack_stdin_context(store: &Store) -> anyhow::Result<PathBuf> {
+/// A build context read from standard input into a work folder of the
+/// store.
+struct StdinContext {
+    dir: PathBuf,
+    /// Standard input held a Dockerfile, not an archive: the folder
+    /// contains only that file, named `Dockerfile`.
+    is_dockerfile: bool,
+}
+
+/// Reads standard input into a work folder of the store, as docker does. A
+/// tar archive, detected by its compression magic or tar header checksum, is
+/// unpacked, and entries that would leave the folder are rejected. Anything
+/// else is taken as a Dockerfile with an otherwise empty context.
+fn unpack_stdin_context(store: &Store) -> anyhow::Result<StdinContext> {
     let dir = store
         .create_work_dir()
         .context("cannot create a folder for the build context")?;
-    let result = layer::decompress(Box::new(io::stdin()))
+    let mut stdin = io::stdin();
+    let mut head = Vec::with_capacity(512);
+    let result = (&mut stdin)
+        .take(512)
+        .read_to_end(&mut head)
         .map_err(anyhow::Error::from)
-        .and_then(|tar| {
-            // Context files belong to the caller, as files in a context
-            // folder do.
-            let options = ExtractOptions {
-                preserve_owners: false,
-                skip_denied_devices: true,
-                ..ExtractOptions::default()
-            };
-            layer::extract(tar, &dir, &options).map_err(anyhow::Error::from)
+        .and_then(|_| {
+            let input = io::Cursor::new(head.clone()).chain(stdin);
+            if forge_builder::context::is_archive_head(&head) {
+                unpack_archive(Box::new(input), &dir).map(|()| false)
+            } else {
+                write_dockerfile(input, &dir).map(|()| true)
+            }
         });
-    if let Err(error) = result {
-        let _ = std::fs::remove_dir_all(&dir);
-        return Err(error.context("cannot unpack the build context from standard input"));
+    match result {
+        Ok(is_dockerfile) => Ok(StdinContext { dir, is_dockerfile }),
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(error.context("cannot read the build context from standard input"))
+        }
     }
-    Ok(dir)
+}
+
+fn unpack_archive(input: Box<dyn Read + Send>, dir: &Path) -> anyhow::Result<()> {
+    let tar = layer::decompress(input)?;
+    // Context files belong to the caller, as files in a context folder do.
+    let options = ExtractOptions {
+        preserve_owners: false,
+        skip_denied_devices: true,
+        ..ExtractOptions::default()
+    };
+    layer::extract(tar, dir, &options)?;
+    Ok(())
+}
+
+fn write_dockerfile(mut input: impl Read, dir: &Path) -> anyhow::Result<()> {
+    let mut file = std::fs::File::create(dir.join("Dockerfile"))?;
+    io::copy(&mut input, &mut file)?;
+    Ok(())
 }
