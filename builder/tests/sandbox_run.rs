@@ -583,7 +583,8 @@ fn sigint_helper() {
     let Ok(upper_file) = std::env::var("FORGE_SANDBOX_SIGINT_UPPER") else {
         return;
     };
-    let case = sh("echo started; sleep 987002; echo after-sleep");
+    let seconds = std::env::var("FORGE_SANDBOX_SIGINT_SLEEP").unwrap();
+    let case = sh(&format!("echo started; sleep {seconds}; echo after-sleep"));
     std::fs::write(&upper_file, case.spec.upper.display().to_string()).unwrap();
     let mut sink = Collect {
         echo: true,
@@ -608,6 +609,9 @@ fn teardown_after_sigint() {
     lower();
     let dir = tempfile::tempdir().unwrap();
     let upper_file = dir.path().join("upper-path");
+    // A sleep length unique to this test process finds its sandbox among
+    // other test runs on the machine.
+    let marker = (900_000 + std::process::id() % 90_000).to_string();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -617,6 +621,7 @@ fn teardown_after_sigint() {
             "--test-threads=1",
         ])
         .env("FORGE_SANDBOX_SIGINT_UPPER", &upper_file)
+        .env("FORGE_SANDBOX_SIGINT_SLEEP", &marker)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -632,7 +637,7 @@ fn teardown_after_sigint() {
     }
     assert!(lines.iter().any(|l| l.contains("started")), "{lines:?}");
     assert_eq!(
-        processes_with("987002").len(),
+        processes_with(&marker).len(),
         2,
         "the sandbox should be running"
     );
@@ -652,7 +657,7 @@ fn teardown_after_sigint() {
 
     let upper = PathBuf::from(std::fs::read_to_string(&upper_file).unwrap());
     assert!(!host_has_overlay(&upper));
-    assert_eq!(processes_with("987002"), Vec::<String>::new());
+    assert_eq!(processes_with(&marker), Vec::<String>::new());
 }
 
 const ROOTLESS_USER: &str = "forge-sandbox-test";
