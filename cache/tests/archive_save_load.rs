@@ -309,6 +309,76 @@ fn save_to_writer_matches_save() {
     assert!(matches!(error, ArchiveError::Unsupported { .. }), "{error}");
 }
 
+/// Makes a character device with the numbers of `/dev/null` (1:3) at
+/// `path`; returns false without root, which mknod needs.
+fn make_null_device(path: &Path) -> bool {
+    if !forge_testkit::require_root("save_into_device_keeps_node") {
+        return false;
+    }
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    true
+}
+
+#[test]
+fn save_into_device_keeps_node() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    let work = tempfile::tempdir().unwrap();
+    let store = Store::open(&work.path().join("store")).unwrap();
+    import_small(&store, "app:v1", b"device\n");
+    // A node in the test's own folder stands in for /dev/null, so the
+    // host's /dev/null is never at risk.
+    let node = work.path().join("null");
+    if !make_null_device(&node) {
+        return;
+    }
+    for format in [ArchiveFormat::Oci, ArchiveFormat::Docker] {
+        save(&store, &["app:v1"], format, &node).unwrap();
+        let metadata = fs::symlink_metadata(&node).unwrap();
+        assert!(
+            metadata.file_type().is_char_device(),
+            "{format:?} replaced the device node with {:?}",
+            metadata.file_type()
+        );
+        assert_eq!(metadata.rdev(), rustix::fs::makedev(1, 3), "{format:?}");
+    }
+    let leftovers: Vec<_> = fs::read_dir(work.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().contains("forge-save"))
+        .collect();
+    assert_eq!(leftovers, Vec::<std::ffi::OsString>::new());
+}
+
+#[test]
+fn save_through_symlink_keeps_link() {
+    let work = tempfile::tempdir().unwrap();
+    let store = Store::open(&work.path().join("store")).unwrap();
+    import_small(&store, "app:v1", b"linked\n");
+    let target = work.path().join("target.tar");
+    fs::write(&target, b"old content").unwrap();
+    let link = work.path().join("link.tar");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+
+    save(&store, &["app:v1"], ArchiveFormat::Oci, &link).unwrap();
+
+    let mut streamed = Vec::new();
+    save_to_writer(&store, &["app:v1"], ArchiveFormat::Oci, &mut streamed).unwrap();
+    assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(fs::read_link(&link).unwrap(), target);
+    assert!(
+        fs::read(&target).unwrap() == streamed,
+        "target differs from the archive"
+    );
+}
+
 #[test]
 fn save_failure_leaves_nothing() {
     let work = tempfile::tempdir().unwrap();

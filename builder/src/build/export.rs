@@ -375,7 +375,8 @@ fn merge_layers(store: &Store, manifest: &Descriptor, dest: &Path) -> Result<(),
 }
 
 /// Writes `dir` as an uncompressed tar into a temporary file next to
-/// `path` and renames it into place.
+/// `path` and renames it into place, or straight into `path` when it is an
+/// existing device, FIFO or symlink.
 fn write_tar_file(dir: &Path, path: &Path) -> Result<(), ExportError> {
     let io_error = |action, path: &Path| {
         let path = path.to_path_buf();
@@ -385,6 +386,22 @@ fn write_tar_file(dir: &Path, path: &Path) -> Result<(), ExportError> {
             source,
         }
     };
+    // A rename would replace an existing device such as `/dev/null`, a
+    // FIFO or a symlink itself, so the tar is written through it instead.
+    let in_place = fs::symlink_metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir());
+    if in_place {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(path)
+            .map_err(io_error("open", path))?;
+        let mut writer = io::BufWriter::new(file);
+        write_tar(dir, &mut writer, path)?;
+        return writer
+            .into_inner()
+            .map(drop)
+            .map_err(|error| io_error("write", path)(error.into_error()));
+    }
     let file_name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
@@ -537,5 +554,72 @@ mod tests {
             let error = value.parse::<OutputSpec>().unwrap_err().to_string();
             assert!(error.contains(expected), "{value}: {error}");
         }
+    }
+
+    #[test]
+    fn tar_into_device_keeps_node() {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+        if !forge_testkit::require_root("tar_into_device_keeps_node") {
+            return;
+        }
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("rootfs");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("file"), b"content").unwrap();
+        // A node with the numbers of /dev/null (1:3) in the test's own
+        // folder, so the host's /dev/null is never at risk.
+        let node = temp.path().join("null");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &node,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .unwrap();
+
+        write_tar_file(&dir, &node).unwrap();
+
+        let metadata = fs::symlink_metadata(&node).unwrap();
+        assert!(
+            metadata.file_type().is_char_device(),
+            "the device node became {:?}",
+            metadata.file_type()
+        );
+        assert_eq!(metadata.rdev(), rustix::fs::makedev(1, 3));
+        let names: Vec<_> = fs::read_dir(temp.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "temporary files left: {names:?}");
+    }
+
+    #[test]
+    fn tar_through_symlink_keeps_link() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("rootfs");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("file"), b"content").unwrap();
+        let target = temp.path().join("target.tar");
+        fs::write(&target, b"old content").unwrap();
+        let link = temp.path().join("link.tar");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+
+        write_tar_file(&dir, &link).unwrap();
+
+        assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(fs::read_link(&link).unwrap(), target);
+        let listing = std::process::Command::new("tar")
+            .arg("-tf")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(
+            listing.status.success(),
+            "tar -tf failed on the written tar"
+        );
+        let names = String::from_utf8_lossy(&listing.stdout).into_owned();
+        assert!(names.lines().any(|name| name.ends_with("file")), "{names}");
     }
 }

@@ -64,6 +64,9 @@ struct SavedImage {
 /// The content is written to a temporary file or folder next to `dest`
 /// and renamed into place, so `dest` is replaced only by a complete
 /// archive. An existing file at `dest` is replaced; a folder must be empty.
+/// An existing entry that is neither a file nor a folder (a device such as
+/// `/dev/null`, a FIFO or a symlink) is opened and written in place,
+/// because a rename would replace the entry itself.
 ///
 /// # Errors
 /// [`ArchiveError::NothingToSave`] for no references;
@@ -194,6 +197,9 @@ fn write_archive_file(
             path: dest.to_path_buf(),
         });
     }
+    if writes_in_place(dest) {
+        return write_archive_in_place(store, images, format, dest);
+    }
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -213,6 +219,37 @@ fn write_archive_file(
         .map_err(|source| ArchiveError::io("sync", temp, source))?;
     drop(file);
     fs::rename(temp, dest).map_err(|source| ArchiveError::io("rename into place", dest, source))
+}
+
+/// Returns whether `dest` exists as something other than a file or a
+/// folder: a device, a FIFO, a socket or a symlink.
+fn writes_in_place(dest: &Path) -> bool {
+    fs::symlink_metadata(dest).is_ok_and(|metadata| !metadata.is_file() && !metadata.is_dir())
+}
+
+/// Writes the archive through the existing entry at `dest`, following a
+/// symlink, without a temporary file.
+fn write_archive_in_place(
+    store: &Store,
+    images: &[SavedImage],
+    format: ArchiveFormat,
+    dest: &Path,
+) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(dest)
+        .map_err(|source| ArchiveError::io("open", dest, source))?;
+    let mut sink = TarSink {
+        builder: tar::Builder::new(BufWriter::with_capacity(256 * 1024, file)),
+        path: dest.to_path_buf(),
+    };
+    write_images(store, images, format, &mut sink)?;
+    sink.builder
+        .into_inner()
+        .and_then(|writer| writer.into_inner().map_err(|error| error.into_error()))
+        .map(drop)
+        .map_err(|source| ArchiveError::io("write", dest, source))
 }
 
 fn write_layout_dir(store: &Store, images: &[SavedImage], dest: &Path, temp: &Path) -> Result<()> {
