@@ -626,6 +626,9 @@ fn teardown_after_sigint() {
         .spawn()
         .unwrap();
     let mut reader = BufReader::new(child.stdout.take().unwrap());
+    // If an assertion below fails, the helper and its sandbox must not
+    // outlive the test: they would keep the test runner's output open.
+    let guard = InterruptOnDrop(child.id() as i32);
     let mut lines = Vec::new();
     let mut line = String::new();
     while reader.read_line(&mut line).unwrap() > 0 {
@@ -651,6 +654,7 @@ fn teardown_after_sigint() {
     let mut rest = String::new();
     reader.read_to_string(&mut rest).unwrap();
     let exit = child.wait().unwrap();
+    std::mem::forget(guard);
     assert!(exit.success(), "helper failed: {rest}");
     assert!(rest.contains("RESULT: interrupted 2"), "{rest}");
     assert!(!rest.contains("after-sleep"), "{rest}");
@@ -658,6 +662,24 @@ fn teardown_after_sigint() {
     let upper = PathBuf::from(std::fs::read_to_string(&upper_file).unwrap());
     assert!(!host_has_overlay(&upper));
     assert_eq!(processes_with(&marker), Vec::<String>::new());
+}
+
+/// Sends SIGINT to a helper process when dropped, then SIGKILL if it is
+/// still alive a few seconds later, so a failed test leaves no sandbox.
+struct InterruptOnDrop(i32);
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        let pid = self.0.to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        for _ in 0..50 {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    }
 }
 
 const ROOTLESS_USER: &str = "forge-sandbox-test";
