@@ -333,7 +333,7 @@ fn save_into_device_keeps_node() {
     let work = tempfile::tempdir().unwrap();
     let store = Store::open(&work.path().join("store")).unwrap();
     import_small(&store, "app:v1", b"device\n");
-    // A node in the test's own folder stands in for /dev/null, so the
+    // A node in the test's own folder replaces /dev/null in this test, so the
     // host's /dev/null is never at risk.
     let node = work.path().join("null");
     if !make_null_device(&node) {

@@ -24,7 +24,7 @@ pub enum SandboxError {
     InvalidSpec {
         /// The step's command.
         command: String,
-        /// What is wrong, with the value.
+        /// Description of the problem, naming the value.
         reason: String,
     },
     /// The `USER` value does not resolve in the image.
@@ -42,7 +42,7 @@ pub enum SandboxError {
     Prepare {
         /// The step's command.
         command: String,
-        /// What was being done.
+        /// Operation that failed.
         action: String,
         /// The host path involved.
         path: PathBuf,
@@ -68,7 +68,7 @@ pub enum SandboxError {
     Exec {
         /// The step's command.
         command: String,
-        /// What failed, naming the program and the PATH searched.
+        /// Description of the failure, naming the program and the PATH searched.
         reason: String,
         /// The cause.
         #[source]
@@ -79,7 +79,7 @@ pub enum SandboxError {
     Process {
         /// The step's command.
         command: String,
-        /// What was being done.
+        /// Operation that failed.
         action: String,
         /// The cause.
         #[source]

@@ -293,7 +293,7 @@ pub(super) fn apply_security(child: &mut ChildSpec, security: Security) {
     }
 }
 
-/// What the parent saw of a finished sandbox.
+/// Outcome of a finished sandbox, as its parent observed it.
 struct Finished {
     reports: Vec<Report>,
     init_status: i32,

@@ -83,7 +83,7 @@ pub struct RunMount {
     /// [`RunMountKind::Ssh`] (the socket goes to `/run/buildkit/ssh_agent.N`)
     /// and for a secret exposed only through its `env` variable.
     pub target: Option<String>,
-    /// What to mount.
+    /// Kind and source of the mount.
     pub kind: RunMountKind,
 }
 

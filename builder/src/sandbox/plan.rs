@@ -56,7 +56,7 @@ pub(crate) struct Layout {
     /// Host folder holding the generated `hosts`, `resolv.conf` and
     /// `hostname` files.
     pub(crate) etc: PathBuf,
-    /// Empty host folder where a private tmpfs holds secrets and the upper
+    /// Empty host folder where a private tmpfs contains secrets and the upper
     /// folders of writable bind mounts.
     pub(crate) scratch: PathBuf,
     /// Whether the sandbox runs in its own user namespace (without root):
@@ -80,7 +80,7 @@ pub(crate) struct Layout {
 pub(crate) struct PlannedMount {
     /// Absolute path in the image without symlinks.
     pub(crate) target: String,
-    /// What to mount there.
+    /// Mount source and kind for this target.
     pub(crate) source: PlannedSource,
 }
 
