@@ -42,13 +42,14 @@
 mod auth;
 mod blob;
 mod error;
+mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use oci_spec::image::{Digest, ImageIndex};
@@ -57,6 +58,8 @@ use reqwest::StatusCode;
 use reqwest::Url;
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{self, HeaderValue};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use sha2::Digest as _;
 
 pub use blob::{BlobPush, BlobSink};
@@ -240,11 +243,19 @@ struct Endpoint {
 /// A client for one or more registries.
 pub struct Client {
     config: ClientConfig,
-    http: reqwest::blocking::Client,
+    /// Extra root certificates from the configuration, parsed once.
+    certificates: Vec<CertificateDer<'static>>,
+    /// Built on first use: loading the system's root certificates takes
+    /// tens of milliseconds, which a build that never reaches a registry
+    /// should not pay.
+    http: OnceLock<reqwest::blocking::Client>,
     /// Accepts any certificate; used only for `insecure_registries`.
-    http_insecure: reqwest::blocking::Client,
+    http_insecure: OnceLock<reqwest::blocking::Client>,
     credentials: Box<dyn CredentialProvider>,
     endpoints: Mutex<HashMap<String, Endpoint>>,
+    /// Held while a host is pinged, so that blobs sent in parallel wait
+    /// for one ping instead of each sending their own.
+    pinging: Mutex<()>,
     /// Bearer tokens by (API host, space-joined scopes).
     tokens: Mutex<HashMap<(String, String), Token>>,
 }
@@ -361,6 +372,14 @@ pub(crate) fn digest_like(like: &Digest, bytes: &[u8]) -> Result<Digest, ClientE
     Digest::from_str(&text).map_err(|_| ClientError::UnsupportedDigest { digest: text })
 }
 
+/// Installs the TLS crypto provider that reqwest's rustls backend takes
+/// from the process. Call it before building any other reqwest client;
+/// calling it again does nothing.
+pub fn install_tls_provider() {
+    // An error means a provider is installed already, which serves as well.
+    let _ = tls::crypto_provider().install_default();
+}
+
 /// Computes the sha256 digest of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> Digest {
     let text = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
@@ -374,62 +393,71 @@ impl Client {
     /// # Errors
     ///
     /// Returns [`ClientError::Setup`] when a root certificate is not valid
-    /// PEM or the TLS backend fails to initialise.
+    /// PEM. A TLS backend that fails to initialise is reported by the first
+    /// request instead.
     pub fn new(
         config: ClientConfig,
         credentials: Box<dyn CredentialProvider>,
     ) -> Result<Client, ClientError> {
+        install_tls_provider();
         let mut certificates = Vec::new();
         for pem in &config.root_certificates_pem {
             let certificate =
-                reqwest::Certificate::from_pem(pem).map_err(|e| ClientError::Setup {
+                CertificateDer::from_pem_slice(pem).map_err(|e| ClientError::Setup {
                     reason: format!("invalid root certificate: {e}"),
                 })?;
             certificates.push(certificate);
         }
-        // Redirects (registries send blob downloads to storage hosts) may
-        // not downgrade to plain HTTP except towards hosts allowed it.
-        let insecure = config.insecure_registries.clone();
-        let redirect_policy = move || {
-            let insecure = insecure.clone();
-            reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 10 {
-                    return attempt.error("more than 10 redirects");
-                }
-                let url = attempt.url().clone();
-                if url.scheme() == "https" {
-                    return attempt.follow();
-                }
-                let host = url_host(&url);
-                if url.scheme() == "http" && (is_loopback_host(&host) || insecure.contains(&host)) {
-                    return attempt.follow();
-                }
-                attempt.error(format!(
-                    "refusing to follow a redirect to `{url}`, which is not HTTPS"
-                ))
-            })
-        };
-        let build = |accept_invalid: bool| {
-            let mut builder = reqwest::blocking::Client::builder()
-                .user_agent(USER_AGENT)
-                .redirect(redirect_policy())
-                .connect_timeout(config.connect_timeout)
-                .timeout(config.io_timeout)
-                .tls_danger_accept_invalid_certs(accept_invalid);
-            for certificate in &certificates {
-                builder = builder.add_root_certificate(certificate.clone());
-            }
-            builder.build().map_err(|e| ClientError::Setup {
-                reason: e.to_string(),
-            })
-        };
         Ok(Client {
-            http: build(false)?,
-            http_insecure: build(true)?,
+            certificates,
+            http: OnceLock::new(),
+            http_insecure: OnceLock::new(),
             config,
             credentials,
             endpoints: Mutex::new(HashMap::new()),
+            pinging: Mutex::new(()),
             tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Builds an HTTP client; `accept_invalid` turns off certificate checks.
+    fn build_http(&self, accept_invalid: bool) -> Result<reqwest::blocking::Client, ClientError> {
+        // Redirects (registries send blob downloads to storage hosts) may
+        // not downgrade to plain HTTP except towards hosts allowed it.
+        let insecure = self.config.insecure_registries.clone();
+        let redirect_policy = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 10 {
+                return attempt.error("more than 10 redirects");
+            }
+            let url = attempt.url().clone();
+            if url.scheme() == "https" {
+                return attempt.follow();
+            }
+            let host = url_host(&url);
+            if url.scheme() == "http" && (is_loopback_host(&host) || insecure.contains(&host)) {
+                return attempt.follow();
+            }
+            attempt.error(format!(
+                "refusing to follow a redirect to `{url}`, which is not HTTPS"
+            ))
+        });
+        let mut builder = reqwest::blocking::Client::builder()
+            .user_agent(USER_AGENT)
+            .redirect(redirect_policy)
+            .connect_timeout(self.config.connect_timeout)
+            .timeout(self.config.io_timeout);
+        builder = if accept_invalid {
+            builder.tls_danger_accept_invalid_certs(true)
+        } else {
+            let tls = tls::client_config(self.certificates.clone()).map_err(|e| {
+                ClientError::Setup {
+                    reason: format!("cannot set up TLS: {e}"),
+                }
+            })?;
+            builder.tls_backend_preconfigured(tls)
+        };
+        builder.build().map_err(|e| ClientError::Setup {
+            reason: e.to_string(),
         })
     }
 
@@ -446,12 +474,18 @@ impl Client {
         is_loopback_host(host) || self.is_insecure(host)
     }
 
-    fn http_for(&self, host: &str) -> &reqwest::blocking::Client {
-        if self.is_insecure(host) {
-            &self.http_insecure
+    fn http_for(&self, host: &str) -> Result<&reqwest::blocking::Client, ClientError> {
+        let (cell, accept_invalid) = if self.is_insecure(host) {
+            (&self.http_insecure, true)
         } else {
-            &self.http
+            (&self.http, false)
+        };
+        if let Some(client) = cell.get() {
+            return Ok(client);
         }
+        let client = self.build_http(accept_invalid)?;
+        // Another thread may have built one meanwhile; either will do.
+        Ok(cell.get_or_init(|| client))
     }
 
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
@@ -519,6 +553,10 @@ impl Client {
         if let Some(endpoint) = self.lock_endpoints().get(host) {
             return Ok(endpoint.clone());
         }
+        let _pinging = self.pinging.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(endpoint) = self.lock_endpoints().get(host) {
+            return Ok(endpoint.clone());
+        }
         let endpoint = self.ping(host)?;
         self.lock_endpoints()
             .insert(host.to_owned(), endpoint.clone());
@@ -537,7 +575,7 @@ impl Client {
 
     fn ping(&self, host: &str) -> Result<Endpoint, ClientError> {
         let https = self.parse_url(&format!("https://{host}/v2/"))?;
-        let http = self.http_for(host);
+        let http = self.http_for(host)?;
         let response = if self.plain_http_allowed(host) {
             // One HTTPS attempt, then plain HTTP with the usual retries.
             match http.get(https.clone()).send() {
@@ -683,7 +721,7 @@ impl Client {
                 realm: realm.to_owned(),
             });
         }
-        let http = self.http_for(&realm_host);
+        let http = self.http_for(&realm_host)?;
         let credential = self.credentials.credential(registry)?;
 
         let response = match &credential {
@@ -782,7 +820,7 @@ impl Client {
                 url: format!("{}{target}", endpoint.base),
                 reason: format!("not a valid URL: {e}"),
             })?;
-        let http = self.http_for(host);
+        let http = self.http_for(host)?;
 
         // Upload locations may point elsewhere. Credentials go only to the
         // registry's own origin, and plain HTTP only to hosts allowed it.
