@@ -223,8 +223,52 @@ impl<W: Write> Write for ParallelGzipEncoder<W> {
     }
 }
 
+/// Bytes per sample that [`looks_incompressible`] compresses.
+const SAMPLE_SIZE: usize = 16 * 1024;
+
+/// Samples per block that [`looks_incompressible`] takes.
+const SAMPLES: usize = 4;
+
+/// Returns whether deflate would barely shrink `input`, judged by
+/// compressing a few samples spread over it at a fast level.
+/// Random data and files that are already compressed (archives, images,
+/// media) cost a deflater at level 6 about as much time as text does and
+/// save almost nothing, so such blocks are stored instead. The verdict
+/// depends only on the bytes, so output stays reproducible.
+fn looks_incompressible(input: &[u8]) -> bool {
+    if input.len() < SAMPLES * SAMPLE_SIZE {
+        return false;
+    }
+    let stride = (input.len() - SAMPLE_SIZE) / (SAMPLES - 1);
+    let mut output = Vec::with_capacity(SAMPLE_SIZE + 1024);
+    (0..SAMPLES).all(|index| {
+        let start = index * stride;
+        let Some(sample) = input.get(start..start + SAMPLE_SIZE) else {
+            return false;
+        };
+        output.clear();
+        // Level 2, because level 1 may use fixed Huffman codes, which miss
+        // the gain on data with skewed byte frequencies.
+        let mut compressor = Compress::new(flate2::Compression::new(2), false);
+        match compressor.compress_vec(sample, &mut output, FlushCompress::Finish) {
+            // A sample counts as incompressible when deflate saves under 3%,
+            // or when its output did not even fit the input's size.
+            Ok(_) => {
+                compressor.total_in() < sample.len() as u64
+                    || output.len() * 100 >= sample.len() * 97
+            }
+            Err(_) => false,
+        }
+    })
+}
+
 /// Deflates one block as raw deflate data ending in a sync flush.
 fn deflate_block(input: &[u8], level: flate2::Compression) -> io::Result<Vec<u8>> {
+    let level = if level.level() > 0 && looks_incompressible(input) {
+        flate2::Compression::none()
+    } else {
+        level
+    };
     let mut compressor = Compress::new(level, false);
     let mut output = Vec::with_capacity(input.len() / 2 + 64);
     loop {
@@ -347,6 +391,42 @@ mod tests {
             .read_to_end(&mut output)
             .unwrap();
         output
+    }
+
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 56) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn noise_is_stored_and_text_is_deflated() {
+        let random = noise(GZIP_BLOCK_SIZE, 5);
+        assert!(looks_incompressible(&random));
+        assert!(!looks_incompressible(&pseudo_random(GZIP_BLOCK_SIZE, 5)));
+        assert!(!looks_incompressible(&vec![0u8; GZIP_BLOCK_SIZE]));
+
+        let stored = deflate_block(&random, flate2::Compression::new(6)).unwrap();
+        let level_zero = deflate_block(&random, flate2::Compression::none()).unwrap();
+        assert_eq!(stored, level_zero);
+    }
+
+    #[test]
+    fn gzip_roundtrip_mixed_noise_and_text() {
+        let mut input = noise(2 * GZIP_BLOCK_SIZE, 9);
+        let text = (0..).flat_map(|line: u32| format!("line {line} of a layer\n").into_bytes());
+        input.extend(text.take(GZIP_BLOCK_SIZE));
+        input.extend(noise(GZIP_BLOCK_SIZE / 3, 10));
+        let compressed = gzip(&input, 6, 65_536);
+        assert_eq!(gunzip(&compressed), input);
+        // The text block still shrinks.
+        assert!(compressed.len() < input.len() - GZIP_BLOCK_SIZE / 4);
     }
 
     #[test]
