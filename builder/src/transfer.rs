@@ -1,5 +1,6 @@
 //! Moves images between a registry and the store: [`pull_image`] fetches
-//! a manifest with its config and layers into the store and names it, and
+//! a manifest with its config and layers into the store and names it (or
+//! keeps it as a digest reference when pulled by digest), and
 //! [`push_image`] sends a stored image to a registry. `forge pull`,
 //! `forge push` and `forge build` (for `FROM` bases and `--push`) share
 //! these functions.
@@ -18,7 +19,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use forge_cache::store::sources::BlobSource;
-use forge_cache::store::{BlobWriter, Store, StoreError};
+use forge_cache::store::{BlobWriter, SOURCE_INDEX_ANNOTATION, Store, StoreError};
 use forge_registry::client::{OCI_MANIFEST, ResolvedManifest};
 use forge_registry::{BlobPush, BlobSink, Client, ClientError, Platform, Reference};
 use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageManifest, MediaType};
@@ -69,16 +70,6 @@ pub enum TransferError {
         reference: String,
         /// The problem.
         reason: String,
-    },
-
-    /// A pull by digest names no tag, and the store keeps images only
-    /// under tagged names.
-    #[error(
-        "cannot name `{reference}` in the store because it has no tag; pull it as NAME:TAG@DIGEST"
-    )]
-    Untagged {
-        /// The reference as given.
-        reference: String,
     },
 }
 
@@ -195,9 +186,12 @@ pub struct Pulled {
     pub digest: Digest,
     /// The image manifest for the platform, as stored and named.
     pub manifest: Descriptor,
-    /// The store name set, in the familiar form (`busybox:latest`).
+    /// The store name set, in the familiar form (`busybox:latest`), or the
+    /// digest reference kept for a pull by digest (`busybox@sha256:...`).
     pub name: String,
-    /// Whether the name pointed at another manifest (or nothing) before.
+    /// Whether the name pointed at another manifest (or nothing) before,
+    /// or, for a pull by digest, whether the repository had no digest
+    /// reference of the manifest.
     pub updated: bool,
 }
 
@@ -226,16 +220,22 @@ pub struct Pushed {
 /// Pulls the image `reference` names into the store and names it with
 /// the familiar form of `reference`.
 ///
+/// A reference with a digest (`NAME@DIGEST`, or `NAME:TAG@DIGEST`, whose
+/// tag is ignored as docker ignores it) sets no name: the image is kept as
+/// a digest reference of its repository ([`Store::add_digest_reference`]),
+/// which `NAME@DIGEST` finds later and `prune` keeps.
+///
 /// When the reference names an index, the image manifest for
-/// `options.platform` is pulled and named, and the index blob is stored
-/// as well. Blobs the store already has are not downloaded again.
+/// `options.platform` is pulled and named, and the index blob is stored as
+/// well. The stored entry records the index digest in
+/// [`SOURCE_INDEX_ANNOTATION`], which keeps the index blob reachable.
+/// Blobs the store already has are not downloaded again.
 ///
 /// # Errors
 ///
 /// [`TransferError::Registry`] when the registry fails or the content
-/// does not match its digest, [`TransferError::Untagged`] for a
-/// reference with a digest but no tag, and [`TransferError::Store`] when
-/// the store fails.
+/// does not match its digest, and [`TransferError::Store`] when the store
+/// fails.
 pub fn pull_image(
     client: &Client,
     store: &Store,
@@ -243,22 +243,6 @@ pub fn pull_image(
     options: &PullOptions,
     progress: &dyn TransferProgress,
 ) -> Result<Pulled, TransferError> {
-    // A digest-only reference would leave the image without a name, and
-    // the store keeps only named images.
-    let Some(tag) = reference.tag() else {
-        return Err(TransferError::Untagged {
-            reference: reference.familiar(),
-        });
-    };
-    let name = Reference::from_parts(
-        reference.registry(),
-        reference.repository(),
-        Some(tag),
-        None,
-    )
-    .map(|named| named.familiar())
-    .unwrap_or_else(|_| reference.familiar());
-
     let _lease = store
         .lease()
         .map_err(TransferError::store("lease the store for the pull"))?;
@@ -287,16 +271,22 @@ pub fn pull_image(
     // The manifest (and index) go in last, so that a stored manifest
     // always has its blobs.
     let stored = put_exact(store, &manifest.bytes, &manifest.digest, reference)?;
-    let descriptor = Descriptor::new(
+    let mut descriptor = Descriptor::new(
         MediaType::from(manifest.media_type.as_str()),
         stored,
         manifest.digest.clone(),
     );
     let top = match &index {
         Some(index) => {
-            // NOTE: the name points at the platform manifest, so nothing
-            // reaches the index blob and `forge prune` removes it.
+            // The entry points at the platform manifest and records the
+            // index, so `prune` keeps the index blob and `NAME@DIGEST`
+            // with the index digest finds the image.
             put_exact(store, &index.bytes, &index.digest, reference)?;
+            let annotations = [(
+                SOURCE_INDEX_ANNOTATION.to_string(),
+                index.digest.to_string(),
+            )];
+            descriptor.set_annotations(Some(annotations.into_iter().collect()));
             index.digest.clone()
         }
         None => manifest.digest.clone(),
@@ -307,14 +297,15 @@ pub fn pull_image(
         blobs
             .iter()
             .map(Descriptor::digest)
-            .chain([&manifest.digest]),
+            .chain([&manifest.digest, &top]),
     );
 
-    let previous = store.resolve(&name).ok();
-    let updated = previous.as_ref().map(Descriptor::digest) != Some(&manifest.digest);
-    store
-        .set_name(&name, &descriptor)
-        .map_err(TransferError::store(format!("name the image `{name}`")))?;
+    let (name, updated) = match reference.digest() {
+        Some(digest) => {
+            keep_digest_reference(store, &reference.with_digest(digest.clone()), &descriptor)?
+        }
+        None => set_tag_name(store, reference, &descriptor)?,
+    };
     tracing::debug!(%reference, digest = %top, updated, "pulled image");
     Ok(Pulled {
         digest: top,
@@ -322,6 +313,44 @@ pub fn pull_image(
         name,
         updated,
     })
+}
+
+/// Names the pulled image with the familiar form of `reference` (which
+/// has a tag). Returns the name and whether it pointed at another manifest
+/// (or nothing) before.
+fn set_tag_name(
+    store: &Store,
+    reference: &Reference,
+    descriptor: &Descriptor,
+) -> Result<(String, bool), TransferError> {
+    let name = reference.familiar();
+    let previous = store.resolve(&name).ok();
+    let updated = previous.as_ref().map(Descriptor::digest) != Some(descriptor.digest());
+    store
+        .set_name(&name, descriptor)
+        .map_err(TransferError::store(format!("name the image `{name}`")))?;
+    Ok((name, updated))
+}
+
+/// Keeps the image pulled by `by_digest` (`NAME@DIGEST`, without tag) as a
+/// digest reference of its repository. Returns the familiar form of
+/// `by_digest` and whether the reference is new.
+fn keep_digest_reference(
+    store: &Store,
+    by_digest: &Reference,
+    descriptor: &Descriptor,
+) -> Result<(String, bool), TransferError> {
+    let name = by_digest.familiar();
+    let repository = name
+        .rsplit_once('@')
+        .map_or(name.as_str(), |(repository, _)| repository);
+    let added =
+        store
+            .add_digest_reference(repository, descriptor)
+            .map_err(TransferError::store(format!(
+                "keep the digest reference `{name}`"
+            )))?;
+    Ok((name, added))
 }
 
 /// Stores `bytes` and checks that they hash to `digest`. Returns the size.
@@ -866,8 +895,11 @@ mod tests {
         let items: Vec<usize> = (0..4).collect();
         let result = run_bounded(&items, 1, |item| {
             if *item >= 2 {
-                return Err(TransferError::Untagged {
+                return Err(TransferError::InvalidManifest {
+                    what: "manifest",
+                    digest: String::new(),
                     reference: format!("item{item}"),
+                    reason: String::new(),
                 });
             }
             Ok(())

@@ -74,5 +74,10 @@ fn schema_examples_match_expectations() {
     }
 
     assert!(rows > 0, "no example rows read from index.tsv");
-    assert!(failures.is_empty(), "{} of {rows} examples failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {rows} examples failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

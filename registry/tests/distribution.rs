@@ -5,11 +5,12 @@ mod common;
 
 use std::process::Command;
 
-use common::{Blob, Registry, RegistryOptions, StaticCredentials, TestImage, make_image};
+use common::{Blob, StaticCredentials, TestImage, make_image};
 use forge_registry::client::{OCI_INDEX, OCI_MANIFEST, sha256_digest};
 use forge_registry::{
     BlobPush, Client, ClientConfig, ClientError, Credential, DockerConfig, Platform, Reference,
 };
+use forge_testkit::registry::{Registry, RegistryOptions};
 
 fn reference(host: &str, name: &str) -> Reference {
     format!("{host}/{name}")
@@ -63,7 +64,7 @@ fn push_then_read_with_skopeo_and_client() {
     let Some(registry) = Registry::start(RegistryOptions::default()) else {
         return;
     };
-    if !common::require("skopeo") {
+    if !forge_testkit::require_tool("skopeo") {
         return;
     }
     let client = anonymous_client();
@@ -330,6 +331,7 @@ fn basic_auth_over_tls() {
     let options = RegistryOptions {
         basic_auth: Some(("forge".to_owned(), "s3cret-pass".to_owned())),
         tls: true,
+        ..RegistryOptions::default()
     };
     let Some(registry) = Registry::start(options) else {
         return;
@@ -364,7 +366,7 @@ fn basic_auth_over_tls() {
         .unwrap_or_else(|e| panic!("get manifest: {e}"));
     assert_eq!(manifest.digest.to_string(), digest);
 
-    if common::require("skopeo") {
+    if forge_testkit::require_tool("skopeo") {
         let inspected = skopeo_inspect(
             &format!("{}/secure/app:v1", registry.host),
             &["--creds", "forge:s3cret-pass"],

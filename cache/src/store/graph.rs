@@ -8,6 +8,7 @@ use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageManifest, MediaType};
 use super::Store;
 use super::blobs::sha256_hex;
 use super::error::StoreError;
+use super::names::source_index;
 
 /// Docker schema-2 manifest list, the Docker twin of the OCI image index.
 pub(crate) const DOCKER_MANIFEST_LIST: &str =
@@ -180,9 +181,20 @@ impl Store {
     }
 
     /// Walks from `roots` (each with a label for reports) through indexes
-    /// and manifests to configs and layers.
+    /// and manifests to configs and layers. The multi-platform index that a
+    /// root's [`SOURCE_INDEX_ANNOTATION`](super::SOURCE_INDEX_ANNOTATION) records is reached too, when it is
+    /// stored, but not walked: its other platforms were never pulled. A
+    /// missing one is no problem, because the image is complete without it.
     pub(crate) fn walk(&self, roots: Vec<(String, Descriptor)>) -> Reach {
         let mut reach = Reach::default();
+        for (_, descriptor) in &roots {
+            if let Some(index) = source_index(descriptor)
+                && self.has_blob(&index)
+                && let Ok(hex) = sha256_hex(&index)
+            {
+                reach.blobs.insert(hex.to_string());
+            }
+        }
         // A root may be anything a name points at, so its content decides
         // when its media type is unknown; children of manifests are leaves.
         let mut stack: Vec<(String, Descriptor, bool)> = roots

@@ -7,7 +7,8 @@
 //! ROOT/
 //!   oci-layout                 {"imageLayoutVersion":"1.0.0"}
 //!   index.json                 one manifest descriptor per image name, plus
-//!                              unnamed entries for images no name reaches
+//!                              digest references and unnamed entries for
+//!                              images no name reaches
 //!   blobs/sha256/HEX           content, named by its sha256
 //!   forge/                     ignored by OCI readers
 //!     locks/                   store.lock, index.lock, unpack-HEX.lock
@@ -47,10 +48,13 @@ pub use blobs::{BlobInfo, BlobReader, BlobWriter, parse_digest};
 pub use check::{CheckProblem, CheckReport, ProblemKind};
 pub use error::{Result, StoreError};
 pub use lock::StoreLease;
-pub use names::REF_NAME_ANNOTATION;
+pub use names::{
+    REF_NAME_ANNOTATION, REPOSITORY_ANNOTATION, SOURCE_INDEX_ANNOTATION, source_index,
+};
 pub use prune::{PruneOptions, PruneReport};
 pub use root::default_root;
 pub use steps::{StepEntry, StepRecord};
+pub use unpacked::OwnerSetter;
 
 /// An opened store root. Cheap to clone; every method may be called from
 /// several threads and processes at once.

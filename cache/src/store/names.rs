@@ -1,10 +1,14 @@
-//! Image names and unnamed images in `index.json`, and the lookup of a
-//! reference (name, `NAME@DIGEST`, digest or short image id).
+//! Image names, digest references and unnamed images in `index.json`,
+//! and the lookup of a reference (name, `NAME@DIGEST`, digest or short
+//! image id).
 //!
 //! A name is a descriptor annotated with
-//! `org.opencontainers.image.ref.name`, one per name. An unnamed image
-//! (docker calls it dangling) is a descriptor without that annotation, at
-//! most one per manifest that no name points at.
+//! `org.opencontainers.image.ref.name`, one per name. A digest reference
+//! (an image pulled as `REPOSITORY@DIGEST`, which docker lists with the
+//! tag `<none>`) is a descriptor without that annotation but with
+//! [`REPOSITORY_ANNOTATION`], one per repository and manifest. An unnamed
+//! image (docker calls it dangling) is a descriptor with neither, at most
+//! one per manifest that no name or digest reference points at.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -20,6 +24,16 @@ use super::lock::LockMode;
 /// The annotation that contains an image name in `index.json`.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 
+/// The annotation of a digest reference in `index.json`: the repository
+/// (`localhost:5000/app`) from which the image was pulled by digest.
+pub const REPOSITORY_ANNOTATION: &str = "forge.image.repository";
+
+/// The annotation of an `index.json` entry that contains the digest of the
+/// multi-platform index from which its manifest was picked. The index blob
+/// stays in the store as long as such an entry does, and `NAME@DIGEST`
+/// with the index digest finds the entry.
+pub const SOURCE_INDEX_ANNOTATION: &str = "forge.image.index";
+
 /// Returns the name an `index.json` descriptor carries, if any.
 pub(crate) fn ref_name(descriptor: &Descriptor) -> Option<&str> {
     descriptor
@@ -27,6 +41,29 @@ pub(crate) fn ref_name(descriptor: &Descriptor) -> Option<&str> {
         .as_ref()
         .and_then(|annotations| annotations.get(REF_NAME_ANNOTATION))
         .map(String::as_str)
+}
+
+/// Returns the repository of a digest reference: an `index.json` entry
+/// without a name that carries [`REPOSITORY_ANNOTATION`].
+pub(crate) fn digest_repository(descriptor: &Descriptor) -> Option<&str> {
+    if ref_name(descriptor).is_some() {
+        return None;
+    }
+    descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|annotations| annotations.get(REPOSITORY_ANNOTATION))
+        .map(String::as_str)
+}
+
+/// Returns the index digest that [`SOURCE_INDEX_ANNOTATION`] records on an
+/// `index.json` entry, if it is a valid digest.
+pub fn source_index(descriptor: &Descriptor) -> Option<Digest> {
+    descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|annotations| annotations.get(SOURCE_INDEX_ANNOTATION))
+        .and_then(|text| parse_digest(text).ok())
 }
 
 /// Checks `name` against the OCI `ref.name` grammar: components joined by
@@ -95,7 +132,7 @@ impl Store {
     }
 
     /// Reads `index.json`, lets `change` edit its descriptors and writes it
-    /// back, all under the index lock.
+    /// back when they changed, all under the index lock.
     pub(crate) fn update_index<T>(
         &self,
         change: impl FnOnce(&mut Vec<Descriptor>) -> Result<T>,
@@ -104,8 +141,10 @@ impl Store {
         let mut index = self.read_index()?;
         let mut manifests = index.manifests().clone();
         let output = change(&mut manifests)?;
-        index.set_manifests(manifests);
-        self.write_index(&index)?;
+        if &manifests != index.manifests() {
+            index.set_manifests(manifests);
+            self.write_index(&index)?;
+        }
         Ok(output)
     }
 
@@ -113,7 +152,7 @@ impl Store {
     /// descriptor that had the name before.
     ///
     /// An unnamed entry of the same manifest goes, because the image now
-    /// has a name. The image that had the name before becomes unnamed (a
+    /// has a name; digest references of the manifest stay. The image that had the name before becomes unnamed (a
     /// dangling image, in docker's words) when no other entry points at it,
     /// so `forge images` lists it as `<none>` until `prune` removes it.
     ///
@@ -145,7 +184,7 @@ impl Store {
                     true
                 }
                 Some(_) => true,
-                None => entry.digest() != digest,
+                None => entry.digest() != digest || digest_repository(entry).is_some(),
             });
 
             let Some(previous) = previous else {
@@ -198,8 +237,68 @@ impl Store {
         Ok(added)
     }
 
-    /// Removes the unnamed entries of the manifest `digest`; returns
-    /// whether there was one. Names of the manifest stay, and the blobs stay
+    /// Keeps `descriptor` (a manifest or index) as a digest reference of
+    /// `repository` (`localhost:5000/app`, without tag or digest): an
+    /// `index.json` entry without a name, annotated with
+    /// [`REPOSITORY_ANNOTATION`]. `prune` keeps it, unlike an unnamed
+    /// image, and `REPOSITORY@DIGEST` finds it. An unnamed entry of the
+    /// manifest goes, and an earlier digest reference of the same
+    /// repository and manifest is replaced, so its annotations follow
+    /// `descriptor`. Returns whether the repository had no digest reference
+    /// of the manifest before.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidName`] for a repository outside the OCI name
+    /// grammar or with a tag or digest; [`StoreError::MissingBlob`] when
+    /// the blob is not stored.
+    pub fn add_digest_reference(&self, repository: &str, descriptor: &Descriptor) -> Result<bool> {
+        validate_name(repository)?;
+        let last_component = repository.rsplit('/').next().unwrap_or(repository);
+        if last_component.contains(':') {
+            return Err(StoreError::InvalidName {
+                name: repository.to_string(),
+                reason: "a digest reference names a repository without a tag".to_string(),
+            });
+        }
+        let _store_lock = self.lock_store(LockMode::Shared)?;
+        if !self.has_blob(descriptor.digest()) {
+            return Err(StoreError::MissingBlob {
+                what: format!("digest reference {repository}@{}", descriptor.digest()),
+                digest: descriptor.digest().to_string(),
+            });
+        }
+
+        let mut entry = with_name(descriptor, None);
+        let mut annotations = entry.annotations().clone().unwrap_or_default();
+        annotations.insert(REPOSITORY_ANNOTATION.to_string(), repository.to_string());
+        entry.set_annotations(Some(annotations));
+        let digest = descriptor.digest();
+        let added = self.update_index(|manifests| {
+            manifests.retain(|existing| {
+                let plain_unnamed =
+                    ref_name(existing).is_none() && digest_repository(existing).is_none();
+                !(plain_unnamed && existing.digest() == digest)
+            });
+            let earlier = manifests.iter_mut().find(|existing| {
+                existing.digest() == digest && digest_repository(existing) == Some(repository)
+            });
+            match earlier {
+                Some(earlier) => {
+                    *earlier = entry;
+                    Ok(false)
+                }
+                None => {
+                    manifests.push(entry);
+                    Ok(true)
+                }
+            }
+        })?;
+        tracing::debug!(repository, %digest, added, "digest reference kept");
+        Ok(added)
+    }
+
+    /// Removes the unnamed entries of the manifest `digest`, digest
+    /// references included; returns whether there was one. Names of the manifest stay, and the blobs stay
     /// until `prune`.
     ///
     /// # Errors
@@ -248,9 +347,20 @@ impl Store {
         Ok(self.read_entries()?.named)
     }
 
-    /// Lists the unnamed images: `index.json` entries without a name whose
-    /// manifest no name points at, once per manifest, in the order of
-    /// `index.json`.
+    /// Lists the digest references (images pulled as `REPOSITORY@DIGEST`)
+    /// as repository and descriptor, sorted by repository, then in the
+    /// order of `index.json`.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] or [`StoreError::DecodeJson`] when `index.json`
+    /// cannot be read.
+    pub fn list_digest_references(&self) -> Result<Vec<(String, Descriptor)>> {
+        Ok(self.read_entries()?.digested)
+    }
+
+    /// Lists the unnamed images: `index.json` entries without a name or
+    /// repository whose manifest no name or digest reference points at,
+    /// once per manifest, in the order of `index.json`.
     ///
     /// # Errors
     /// [`StoreError::Io`] or [`StoreError::DecodeJson`] when `index.json`
@@ -267,17 +377,30 @@ impl Store {
             .filter_map(|entry| ref_name(entry).map(|name| (name.to_string(), entry.clone())))
             .collect();
         named.sort_by(|left, right| left.0.cmp(&right.0));
+        let mut digested: Vec<(String, Descriptor)> = index
+            .manifests()
+            .iter()
+            .filter_map(|entry| {
+                digest_repository(entry).map(|repository| (repository.to_string(), entry.clone()))
+            })
+            .collect();
+        digested.sort_by(|left, right| left.0.cmp(&right.0));
 
         let mut unnamed: Vec<Descriptor> = Vec::new();
         for entry in index.manifests() {
             let digest = entry.digest();
             let listed = named.iter().any(|(_, named)| named.digest() == digest)
+                || digested.iter().any(|(_, entry)| entry.digest() == digest)
                 || unnamed.iter().any(|seen| seen.digest() == digest);
-            if ref_name(entry).is_none() && !listed {
+            if ref_name(entry).is_none() && digest_repository(entry).is_none() && !listed {
                 unnamed.push(entry.clone());
             }
         }
-        Ok(Entries { named, unnamed })
+        Ok(Entries {
+            named,
+            digested,
+            unnamed,
+        })
     }
 
     /// The image id of a named descriptor as Docker shows it: the config
@@ -322,11 +445,25 @@ impl Store {
                     reason: error.to_string(),
                 })?;
             // As docker does, `NAME@DIGEST` matches only a manifest stored
-            // under a tag of the same repository.
+            // under a tag or a digest reference of the same repository. The
+            // digest is the manifest's or that of the index it was picked
+            // from, and a tag in NAME is ignored.
             let repository = repository_of(name);
-            if let Some((_, descriptor)) = entries.named.iter().find(|(entry, descriptor)| {
-                repository_of(entry) == repository && descriptor.digest() == &digest
-            }) {
+            let matches = |descriptor: &Descriptor| {
+                descriptor.digest() == &digest || source_index(descriptor).as_ref() == Some(&digest)
+            };
+            let tagged = entries
+                .named
+                .iter()
+                .map(|(entry, descriptor)| (repository_of(entry), descriptor));
+            let digested = entries
+                .digested
+                .iter()
+                .map(|(entry, descriptor)| (entry.as_str(), descriptor));
+            if let Some((_, descriptor)) = tagged
+                .chain(digested)
+                .find(|(entry, descriptor)| *entry == repository && matches(descriptor))
+            {
                 return Ok(descriptor.clone());
             }
             return Err(not_found(reference, names()));
@@ -474,20 +611,27 @@ impl Store {
 struct Entries {
     /// Every name with its descriptor, sorted by name.
     named: Vec<(String, Descriptor)>,
+    /// Every digest reference with its repository, sorted by repository.
+    digested: Vec<(String, Descriptor)>,
     /// Entries without a name whose manifest no name points at, once per
     /// manifest, in the order of `index.json`.
     unnamed: Vec<Descriptor>,
 }
 
 impl Entries {
-    /// Returns the named entries, then the unnamed ones.
+    /// Returns the named entries, then the digest references and the
+    /// unnamed ones, which have no name.
     fn all(&self) -> impl Iterator<Item = (Option<&str>, &Descriptor)> {
         let named = self
             .named
             .iter()
             .map(|(name, descriptor)| (Some(name.as_str()), descriptor));
+        let digested = self
+            .digested
+            .iter()
+            .map(|(_, descriptor)| (None, descriptor));
         let unnamed = self.unnamed.iter().map(|descriptor| (None, descriptor));
-        named.chain(unnamed)
+        named.chain(digested).chain(unnamed)
     }
 }
 

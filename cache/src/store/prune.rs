@@ -1,5 +1,5 @@
 //! `prune`: removes unnamed images, and the blobs, unpacked layers and
-//! step-cache entries that no name reaches.
+//! step-cache entries that no name or digest reference reaches.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -12,7 +12,7 @@ use super::blobs::sha256_hex;
 use super::check::{file_name, is_sha256_hex, list_dir, remove_any};
 use super::error::Result;
 use super::lock::LockMode;
-use super::names::ref_name;
+use super::names::{digest_repository, ref_name};
 use super::steps::StepRecord;
 
 /// Options of `prune`.
@@ -54,8 +54,10 @@ struct StepCandidate<'a> {
 
 impl Store {
     /// Removes what no name reaches: the unnamed images of `index.json`
-    /// (docker's dangling images), blobs outside the graph of the names in
-    /// `index.json` (index -> manifests -> configs and layers), unpacked
+    /// (docker's dangling images), blobs outside the graph of the names and
+    /// digest references in `index.json` (index -> manifests -> configs and
+    /// layers, and the index that
+    /// [`SOURCE_INDEX_ANNOTATION`](super::SOURCE_INDEX_ANNOTATION) records), unpacked
     /// layers whose diff id no named config or kept step lists, step-cache
     /// entries chosen by `options` or whose layer is gone, and leftovers in
     /// `forge/tmp/`. Step entries keep their layer blobs and unpacked
@@ -85,25 +87,40 @@ impl Store {
             report.temp_removed += 1;
         }
 
-        // Unnamed images go first, so only what the names reach stays.
+        // Unnamed images go first, so only what the names and digest
+        // references reach stays. Docker's prune keeps images pulled by
+        // digest too.
+        let kept =
+            |entry: &Descriptor| ref_name(entry).is_some() || digest_repository(entry).is_some();
         report.unnamed_removed = if options.dry_run {
             let index = self.read_index()?;
             let unnamed = index.manifests().iter();
-            unnamed.filter(|entry| ref_name(entry).is_none()).count()
+            unnamed.filter(|entry| !kept(entry)).count()
         } else {
             self.update_index(|manifests| {
                 let before = manifests.len();
-                manifests.retain(|entry| ref_name(entry).is_some());
+                manifests.retain(kept);
                 Ok(before - manifests.len())
             })?
         };
 
-        // What the names and the containers' images reach is never removed.
+        // What the names, the digest references and the containers' images
+        // reach is never removed.
         let mut roots: Vec<(String, Descriptor)> = self
             .list_names()?
             .into_iter()
             .map(|(name, descriptor)| (format!("image name {name}"), descriptor))
             .collect();
+        roots.extend(
+            self.list_digest_references()?
+                .into_iter()
+                .map(|(repository, descriptor)| {
+                    (
+                        format!("digest reference {repository}@{}", descriptor.digest()),
+                        descriptor,
+                    )
+                }),
+        );
         roots.extend(self.container_image_roots());
         let mut reach = self.walk(roots);
         if let Some(error) = reach.unreadable.pop() {

@@ -1,5 +1,6 @@
 //! `forge images`: list the images of the store, as `docker images` (docker
-//! 24) does: one row per name, and a `<none>` row per unnamed image. Also
+//! 24) does: one row per name, a row with the tag `<none>` per image pulled
+//! by digest only, and a `<none>` row per unnamed image. Also
 //! contains what the other image commands share: reading an image from the
 //! store and printing sizes, ages and tables as Docker does.
 
@@ -9,7 +10,7 @@ use std::io::{self, Write};
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset, Utc};
 use clap::{Args, ValueEnum};
-use forge_cache::store::Store;
+use forge_cache::store::{Store, source_index};
 use forge_registry::Reference;
 use oci_spec::image::{Descriptor, Digest, ImageManifest};
 use serde_json::{Value, json};
@@ -63,10 +64,14 @@ pub(crate) enum ListFormat {
 }
 
 /// One row of the listing: a name and the image it points at. An unnamed
-/// image has an empty repository and tag, shown as `<none>`.
+/// image has an empty repository and tag, shown as `<none>`, and an image
+/// pulled by digest has an empty tag.
 struct Row {
     repository: String,
     tag: String,
+    /// The digest shown: the multi-platform index the image was pulled
+    /// from, as docker shows the repository digest, else the manifest.
+    digest: Digest,
     image: ImageInfo,
 }
 
@@ -88,9 +93,35 @@ pub fn run(globals: &Globals, args: &ImagesArgs) -> anyhow::Result<()> {
             Ok(image) => rows.push(Row {
                 repository: repository.to_string(),
                 tag: tag.to_string(),
+                digest: listed_digest(&descriptor),
                 image,
             }),
             Err(error) => warn_unreadable(&name, &error),
+        }
+    }
+    // A tag of the same repository already lists an image pulled by digest.
+    for (repository, descriptor) in store.list_digest_references()? {
+        let tagged = rows.iter().any(|row| {
+            row.repository == repository && row.image.descriptor.digest() == descriptor.digest()
+        });
+        if tagged {
+            continue;
+        }
+        if let Some(filter) = &filter
+            && !filter.matches(&repository, "", descriptor.digest())
+        {
+            continue;
+        }
+        match read_image(&store, &descriptor) {
+            Ok(image) => rows.push(Row {
+                repository,
+                tag: String::new(),
+                digest: listed_digest(&descriptor),
+                image,
+            }),
+            Err(error) => {
+                warn_unreadable(&format!("{repository}@{}", descriptor.digest()), &error);
+            }
         }
     }
     // A filter names a repository, which unnamed images do not have.
@@ -100,6 +131,7 @@ pub fn run(globals: &Globals, args: &ImagesArgs) -> anyhow::Result<()> {
                 Ok(image) => rows.push(Row {
                     repository: String::new(),
                     tag: String::new(),
+                    digest: listed_digest(&descriptor),
                     image,
                 }),
                 Err(error) => {
@@ -147,7 +179,7 @@ pub fn run(globals: &Globals, args: &ImagesArgs) -> anyhow::Result<()> {
             for row in &rows {
                 let mut cells = vec![or_none(&row.repository), or_none(&row.tag)];
                 if args.digests {
-                    cells.push(row.image.descriptor.digest().to_string());
+                    cells.push(row.digest.to_string());
                 }
                 cells.push(format_id(&row.image.id, args.no_trunc));
                 cells.push(row.image.created_since(now));
@@ -175,7 +207,7 @@ fn json_row(row: &Row, no_trunc: bool, now: DateTime<Utc>) -> Value {
         "Containers": "N/A",
         "CreatedAt": row.image.created().map(format_created_at).unwrap_or_else(|| "N/A".into()),
         "CreatedSince": row.image.created_since(now),
-        "Digest": row.image.descriptor.digest().to_string(),
+        "Digest": row.digest.to_string(),
         "ID": format_id(&row.image.id, no_trunc),
         "Repository": or_none(&row.repository),
         "SharedSize": "N/A",
@@ -184,6 +216,12 @@ fn json_row(row: &Row, no_trunc: bool, now: DateTime<Utc>) -> Value {
         "UniqueSize": "N/A",
         "VirtualSize": size,
     })
+}
+
+/// Returns the digest to list for an `index.json` entry: the index it was
+/// picked from when the entry records one, else its own.
+fn listed_digest(descriptor: &Descriptor) -> Digest {
+    source_index(descriptor).unwrap_or_else(|| descriptor.digest().clone())
 }
 
 fn or_none(text: &str) -> String {

@@ -147,7 +147,8 @@ fn split_pem(bytes: &[u8], file: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
 /// Arguments of `forge pull`.
 #[derive(Debug, Args)]
 pub struct PullArgs {
-    /// Image to pull: `NAME[:TAG]` or `NAME[:TAG]@DIGEST`.
+    /// Image to pull: `NAME[:TAG]`, or `NAME@DIGEST`, which keeps the image
+    /// under its digest without a tag (a tag before the digest is ignored).
     #[arg(value_name = "NAME[:TAG]")]
     name: String,
 
@@ -182,8 +183,15 @@ pub fn run(globals: &Globals, args: &PullArgs) -> anyhow::Result<()> {
 
     let display = TransferDisplay::new(args.quiet);
     if !args.quiet {
-        let tag = reference.tag().unwrap_or("latest");
-        display.line(&format!("{tag}: Pulling from {}", reference.repository()));
+        // As in docker, a digest wins over a tag.
+        let version = match reference.digest() {
+            Some(digest) => digest.to_string(),
+            None => reference.tag().unwrap_or("latest").to_string(),
+        };
+        display.line(&format!(
+            "{version}: Pulling from {}",
+            reference.repository()
+        ));
     }
     let pulled = transfer::pull_image(&client, &store, &reference, &options, &*display)
         .with_context(|| format!("cannot pull `{}`", reference.familiar()))?;
@@ -198,7 +206,10 @@ pub fn run(globals: &Globals, args: &PullArgs) -> anyhow::Result<()> {
             writeln!(out, "Status: Image is up to date for {}", pulled.name)?;
         }
     }
-    writeln!(out, "{reference}")?;
+    match reference.digest() {
+        Some(digest) => writeln!(out, "{}", reference.with_digest(digest.clone()))?,
+        None => writeln!(out, "{reference}")?,
+    }
     out.flush()?;
     Ok(())
 }
