@@ -209,15 +209,21 @@ fn add_url_with_checksum() {
 }
 
 #[test]
-fn add_git_url_unsupported() {
+fn add_git_unreachable_names_url() {
+    if !forge_testkit::require_tool("git") {
+        return;
+    }
     let fixture = Fixture::new();
+    // Nothing listens on port 1 of the loopback address.
     let error = fixture
         .add(
-            &["https://127.0.0.1/repo.git"],
+            &["git://127.0.0.1:1/repo.git#main"],
             "/src",
             AddOptions::default(),
         )
         .unwrap_err();
-    assert!(matches!(error, CopyError::GitUnsupported { .. }), "{error}");
-    assert!(error.to_string().contains("repo.git"), "{error}");
+    assert!(matches!(error, CopyError::Git { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("git://127.0.0.1:1/repo.git"), "{message}");
+    assert!(message.contains("`main`"), "{message}");
 }

@@ -23,10 +23,12 @@
 //!   `user.overlay.*`);
 //! - `--chmod` replaces or changes the mode exactly, without a umask;
 //! - ADD also unpacks local tar archives (detected by content) into the
-//!   destination directory, and downloads `http(s)://` URLs.
+//!   destination directory, downloads `http(s)://` URLs, and copies the
+//!   files of a Git commit (see the `git` module).
 
 mod apply;
 mod archive;
+mod git;
 mod mode;
 mod owner;
 mod plan;
@@ -34,7 +36,9 @@ mod remote;
 mod xattr;
 
 pub(crate) use archive::is_archive_head;
+pub use git::ScratchDir;
 pub(crate) use owner::resolve_user_or_root;
+pub(crate) use remote::is_git;
 pub(crate) use xattr::{read as read_xattrs, write as write_xattrs};
 
 use std::collections::BTreeMap;
@@ -164,13 +168,29 @@ pub enum CopyError {
         /// The URL.
         url: String,
     },
-    /// Git sources are not implemented.
-    #[error(
-        "ADD failed: Git sources such as `{url}` are not supported yet; clone the repository into the context and COPY it"
-    )]
-    GitUnsupported {
-        /// The Git address.
+    /// A Git source could not be resolved, fetched or copied.
+    #[error("ADD failed: Git repository `{url}` at ref `{reference}`: {reason}")]
+    Git {
+        /// The repository address, with any password hidden.
         url: String,
+        /// The branch, tag or commit as given; `HEAD` when none was given.
+        reference: String,
+        /// The failure and its fix.
+        reason: String,
+    },
+    /// The commit of a Git source does not match `--checksum`.
+    #[error(
+        "ADD failed: checksum mismatch for Git repository `{url}` at ref `{reference}`: expected commit {expected}, got commit {actual}; fix the --checksum value or the ref"
+    )]
+    GitChecksumMismatch {
+        /// The repository address, with any password hidden.
+        url: String,
+        /// The branch, tag or commit as given.
+        reference: String,
+        /// The `--checksum` value.
+        expected: String,
+        /// The commit the ref resolved to.
+        actual: String,
     },
     /// A local archive could not be unpacked.
     #[error("ADD failed: cannot unpack the archive `{source_path}` into `{destination}`: {source}")]
@@ -197,12 +217,24 @@ pub enum CopySource<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddOptions {
     /// `--checksum`: the expected digest of a URL source, such as
-    /// `sha256:<hex>`.
+    /// `sha256:<hex>`, or the full commit id of a Git source.
     pub checksum: Option<String>,
     /// `--keep-git-dir`: keep `.git` of a Git source.
     pub keep_git_dir: bool,
     /// `--unpack`: `None` unpacks local archives but not downloads.
     pub unpack: Option<bool>,
+    /// Empty folder in which Git sources are cloned, removed when the last
+    /// plan that uses it is dropped. Without one, a folder under the
+    /// system's temporary folder is used.
+    pub git_scratch: Option<Arc<ScratchDir>>,
+    /// Agent socket for `ssh://` and `git@` sources (`forge build --ssh
+    /// default`); the environment's `SSH_AUTH_SOCK` when `None`.
+    pub ssh_auth_sock: Option<PathBuf>,
+    /// Hosts besides loopback that plain `http://` Git sources may reach.
+    pub plain_http_hosts: Vec<String>,
+    /// Files of Git sources get the commit time as mtime instead of the
+    /// checkout time, as BuildKit does when SOURCE_DATE_EPOCH is set.
+    pub git_commit_mtime: bool,
 }
 
 /// A COPY or ADD with its words already expanded.
@@ -316,6 +348,10 @@ pub struct CopyPlan {
     destination: String,
     entries: BTreeMap<Vec<String>, Entry>,
     unpacks: Vec<Unpack>,
+    /// Git sources, fetched only when the plan is applied.
+    git: Vec<git::GitCopy>,
+    /// `--link`: directories are not merged with the image's.
+    link: bool,
 }
 
 impl CopyPlan {
@@ -372,6 +408,13 @@ impl CopyPlan {
                 unpack.destination, unpack.digest
             ));
         }
+        for source in &self.git {
+            hasher.update(format!(
+                "git\0{}\0{}\n",
+                crate::rootfs::join_absolute(&source.destination),
+                source.describe()
+            ));
+        }
         format!("sha256:{}", hex::encode(hasher.finalize()))
     }
 
@@ -411,6 +454,12 @@ impl CopyPlan {
                 format!("unpacked {} from {}", unpack.digest, unpack.source),
             ));
         }
+        for source in &self.git {
+            lines.push((
+                crate::rootfs::join_absolute(&source.destination),
+                source.describe(),
+            ));
+        }
         lines
     }
 
@@ -422,15 +471,33 @@ impl CopyPlan {
     /// Writes the files into `upper` (a fresh folder that becomes the
     /// layer). Parent directories that exist in `image` were looked up when
     /// the plan was made and are created in `upper` with the image's mode,
-    /// owner, mtime and extended attributes.
+    /// owner, mtime and extended attributes. Git sources are fetched here,
+    /// and their directories that exist in `image` keep the image's
+    /// metadata too.
+    ///
+    /// NOTE: files of Git sources are written after the other sources of
+    /// the same instruction, so they win where paths overlap, whatever the
+    /// order of the sources.
     ///
     /// # Errors
     ///
     /// [`CopyError::Io`] when a file cannot be written (setting owners
-    /// needs `CAP_CHOWN`), and [`CopyError::Unpack`] for a broken archive.
+    /// needs `CAP_CHOWN`), [`CopyError::Unpack`] for a broken archive, and
+    /// [`CopyError::Git`] when a Git source cannot be fetched.
     pub fn apply(&self, upper: &std::path::Path, image: &RootView) -> Result<CopyStats, CopyError> {
-        let _ = image;
-        apply::write(self, upper)
+        if self.git.is_empty() {
+            return apply::write(self, upper);
+        }
+        let mut full = self.clone();
+        for source in &self.git {
+            for (path, entry) in source.entries()? {
+                plan::insert_entry(&mut full.entries, path, entry);
+            }
+        }
+        if !self.link {
+            plan::keep_image_dirs(&mut full.entries, image)?;
+        }
+        apply::write(&full, upper)
     }
 }
 

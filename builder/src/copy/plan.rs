@@ -12,6 +12,7 @@ use forge_parser::dockerignore::Matcher;
 use rayon::prelude::*;
 
 use super::archive::is_archive;
+use super::git::{self, ScratchDir};
 use super::mode::ModeSpec;
 use super::owner::resolve_owner;
 use super::remote::{download, is_git, is_url};
@@ -47,6 +48,9 @@ struct Planner<'a> {
     /// Device and inode of host files with more than one link.
     inodes: HashMap<Vec<String>, (u64, u64)>,
     unpacks: Vec<Unpack>,
+    git: Vec<git::GitCopy>,
+    /// Clone folder of a plan made without [`super::AddOptions::git_scratch`].
+    fallback_scratch: Option<Arc<ScratchDir>>,
     now: (i64, i64),
 }
 
@@ -97,6 +101,8 @@ pub(super) fn build(
         entries: BTreeMap::new(),
         inodes: HashMap::new(),
         unpacks: Vec::new(),
+        git: Vec::new(),
+        fallback_scratch: None,
         now,
     };
     let destination = planner.destination()?;
@@ -110,6 +116,8 @@ pub(super) fn build(
         destination: join_absolute(&destination.0),
         entries: planner.entries,
         unpacks: planner.unpacks,
+        git: planner.git,
+        link: request.link,
     })
 }
 
@@ -179,9 +187,8 @@ impl Planner<'_> {
         for pattern in &request.sources {
             if let Some(add) = &request.add {
                 if is_git(pattern) {
-                    return Err(CopyError::GitUnsupported {
-                        url: pattern.clone(),
-                    });
+                    self.add_git(pattern, add, dest)?;
+                    continue;
                 }
                 if is_url(pattern) {
                     self.add_download(pattern, add, dest, *dest_is_dir)?;
@@ -211,6 +218,72 @@ impl Planner<'_> {
                 self.add_match(pattern, found, dest, into_dir)?;
             }
         }
+        Ok(())
+    }
+
+    /// Resolves a Git source to a commit and plans its destination folder.
+    /// The commit is fetched when the plan is applied, so a cache hit needs
+    /// no clone.
+    fn add_git(
+        &mut self,
+        source: &str,
+        add: &super::AddOptions,
+        dest: &[String],
+    ) -> Result<(), CopyError> {
+        let address = git::parse(source, &add.plain_http_hosts)?;
+        let scratch = match (&add.git_scratch, &self.fallback_scratch) {
+            (Some(scratch), _) | (None, Some(scratch)) => Arc::clone(scratch),
+            (None, None) => {
+                let scratch = Arc::new(ScratchDir::create_in_system_temp().map_err(|source| {
+                    CopyError::Io {
+                        path: std::env::temp_dir().display().to_string(),
+                        action: "create a folder for the Git clone in",
+                        source,
+                    }
+                })?);
+                self.fallback_scratch = Some(Arc::clone(&scratch));
+                scratch
+            }
+        };
+        let env = git::GitEnv {
+            home: scratch.path().join("home"),
+            ssh_auth_sock: add.ssh_auth_sock.clone(),
+        };
+        let resolved = git::resolve(&address, &env)?;
+        let checksum = match (&add.checksum, &address.checksum) {
+            (Some(flag), Some(query)) if !flag.eq_ignore_ascii_case(query) => {
+                return Err(CopyError::Git {
+                    url: git::redact(&address.remote),
+                    reference: address.reference_text().to_string(),
+                    reason: format!(
+                        "--checksum `{flag}` and the query's checksum `{query}` differ; give one"
+                    ),
+                });
+            }
+            (Some(checksum), _) | (None, Some(checksum)) => Some(checksum.clone()),
+            (None, None) => None,
+        };
+        if let Some(checksum) = &checksum {
+            git::check_commit(&address, checksum, &resolved.commit)?;
+        }
+
+        // The destination is always a folder, which gets git's folder mode.
+        let mut folder = self.parent_entry();
+        folder.mode = self.mode(0o755, true);
+        self.insert(dest.to_vec(), folder);
+        self.git.push(git::GitCopy {
+            keep_git_dir: add.keep_git_dir || address.keep_git_dir,
+            address,
+            resolved,
+            destination: dest.to_vec(),
+            uid: self.owner.map_or(0, |owner| owner.0),
+            gid: self.owner.map_or(0, |owner| owner.1),
+            chmod: self.chmod.clone(),
+            chmod_text: self.request.chmod.clone(),
+            commit_mtime: add.git_commit_mtime,
+            env,
+            scratch,
+        });
         Ok(())
     }
 
@@ -430,30 +503,7 @@ impl Planner<'_> {
     /// Inserts an entry. A directory merges into an existing directory (the
     /// first one's metadata wins); anything else replaces what was there.
     fn insert(&mut self, path: Vec<String>, entry: Entry) {
-        // The image root keeps its own metadata.
-        if path.is_empty() && matches!(entry.kind, Kind::Dir) {
-            return;
-        }
-        if matches!(entry.kind, Kind::Dir)
-            && let Some(existing) = self.entries.get(&path)
-            && matches!(existing.kind, Kind::Dir)
-        {
-            return;
-        }
-        if !matches!(entry.kind, Kind::Dir) {
-            // A non-directory replaces a directory with all its content.
-            let below: Vec<Vec<String>> = self
-                .entries
-                .range(path.clone()..)
-                .take_while(|(key, _)| key.starts_with(&path))
-                .map(|(key, _)| key.clone())
-                .filter(|key| key.len() > path.len())
-                .collect();
-            for key in below {
-                self.entries.remove(&key);
-            }
-        }
-        self.entries.insert(path, entry);
+        insert_entry(&mut self.entries, path, entry);
     }
 
     /// Adds a directory entry for every missing ancestor of every entry,
@@ -508,34 +558,7 @@ impl Planner<'_> {
         if self.request.link {
             return Ok(());
         }
-        for (path, entry) in self.entries.iter_mut() {
-            if !matches!(entry.kind, Kind::Dir) {
-                continue;
-            }
-            let image_path = join_absolute(path);
-            let found = self
-                .image
-                .lstat(&image_path)
-                .map_err(|source| CopyError::Io {
-                    path: image_path.clone(),
-                    action: "look up in the image",
-                    source,
-                })?;
-            if let Some((host, metadata)) = found
-                && metadata.is_dir()
-            {
-                entry.mode = metadata.mode() & 0o7777;
-                entry.uid = metadata.uid();
-                entry.gid = metadata.gid();
-                entry.mtime = (metadata.mtime(), metadata.mtime_nsec());
-                entry.xattrs = xattr::read(&host).map_err(|source| CopyError::Io {
-                    path: image_path.clone(),
-                    action: "read the extended attributes of",
-                    source,
-                })?;
-            }
-        }
-        Ok(())
+        keep_image_dirs(&mut self.entries, self.image)
     }
 
     /// Turns every file of a hard-link group but the first into a link to it.
@@ -780,6 +803,72 @@ impl Planner<'_> {
     }
 }
 
+/// Inserts an entry. A directory merges into an existing directory (the
+/// first one's metadata wins); anything else replaces what was there.
+pub(super) fn insert_entry(
+    entries: &mut BTreeMap<Vec<String>, Entry>,
+    path: Vec<String>,
+    entry: Entry,
+) {
+    // The image root keeps its own metadata.
+    if path.is_empty() && matches!(entry.kind, Kind::Dir) {
+        return;
+    }
+    if matches!(entry.kind, Kind::Dir)
+        && let Some(existing) = entries.get(&path)
+        && matches!(existing.kind, Kind::Dir)
+    {
+        return;
+    }
+    if !matches!(entry.kind, Kind::Dir) {
+        // A non-directory replaces a directory with all its content.
+        let below: Vec<Vec<String>> = entries
+            .range(path.clone()..)
+            .take_while(|(key, _)| key.starts_with(&path))
+            .map(|(key, _)| key.clone())
+            .filter(|key| key.len() > path.len())
+            .collect();
+        for key in below {
+            entries.remove(&key);
+        }
+    }
+    entries.insert(path, entry);
+}
+
+/// Gives every planned directory that exists in the image the image's
+/// mode, owner, mtime and extended attributes, so the copy merges into it
+/// unchanged.
+pub(super) fn keep_image_dirs(
+    entries: &mut BTreeMap<Vec<String>, Entry>,
+    image: &RootView,
+) -> Result<(), CopyError> {
+    for (path, entry) in entries.iter_mut() {
+        if !matches!(entry.kind, Kind::Dir) {
+            continue;
+        }
+        let image_path = join_absolute(path);
+        let found = image.lstat(&image_path).map_err(|source| CopyError::Io {
+            path: image_path.clone(),
+            action: "look up in the image",
+            source,
+        })?;
+        if let Some((host, metadata)) = found
+            && metadata.is_dir()
+        {
+            entry.mode = metadata.mode() & 0o7777;
+            entry.uid = metadata.uid();
+            entry.gid = metadata.gid();
+            entry.mtime = (metadata.mtime(), metadata.mtime_nsec());
+            entry.xattrs = xattr::read(&host).map_err(|source| CopyError::Io {
+                path: image_path.clone(),
+                action: "read the extended attributes of",
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Hashes every file entry that has no digest yet, in parallel.
 fn hash_files(
     entries: &mut BTreeMap<Vec<String>, Entry>,
@@ -839,7 +928,7 @@ fn child(parent: &[String], name: &str) -> Vec<String> {
 
 /// Cleans an absolute path lexically: `.` dropped, `..` removes the
 /// previous component and stops at the root.
-fn clean(path: &str) -> Vec<String> {
+pub(super) fn clean(path: &str) -> Vec<String> {
     let mut components = Vec::new();
     for component in split_components(path) {
         if component == ".." {

@@ -20,15 +20,18 @@ pub(crate) fn is_url(source: &str) -> bool {
     source.starts_with("http://") || source.starts_with("https://")
 }
 
-/// Checks whether a source names a Git repository.
+/// Checks whether a source names a Git repository: `git://`, `ssh://` and
+/// `git@host:path` addresses, and `http(s)://` URLs whose path ends in
+/// `.git`. Other `http(s)://` URLs are plain downloads.
 pub(crate) fn is_git(source: &str) -> bool {
     source.starts_with("git://")
+        || source.starts_with("ssh://")
         || source.starts_with("git@")
         || (is_url(source)
             && source
                 .split(['?', '#'])
                 .next()
-                .is_some_and(|path| path.ends_with(".git")))
+                .is_some_and(|path| path.trim_end_matches('/').ends_with(".git")))
 }
 
 /// Downloads `url` and checks it against `checksum` (`sha256:<hex>`,
@@ -46,6 +49,7 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Co
         .and_then(|mut segments| segments.rfind(|segment| !segment.is_empty()))
         .map(str::to_string);
 
+    forge_registry::client::install_tls_provider();
     let client = reqwest::blocking::Client::builder()
         .build()
         .map_err(|error| failed(error.to_string()))?;
