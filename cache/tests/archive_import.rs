@@ -620,3 +620,109 @@ fn import_is_reproducible_across_time() {
     assert_eq!(first.layer.diff_id, second.layer.diff_id);
     assert_eq!(first.manifest.digest(), second.manifest.digest());
 }
+
+/// Builds a tar whose entries carry the given mtimes and modes; names are
+/// written as given, so parents can be left out.
+fn timed_tar(entries: &[(&str, tar::EntryType, u32, u64)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for &(name, kind, mode, mtime) in entries {
+        let mut header = tar::Header::new_ustar();
+        header.set_path(name).unwrap();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_mtime(mtime);
+        let data: &[u8] = if kind == tar::EntryType::Regular {
+            b"data\n"
+        } else {
+            b""
+        };
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// Returns mode, uid, gid and mtime of each entry of a stored layer, by
+/// name without the trailing slash.
+fn layer_metadata(
+    store: &Store,
+    layer: &forge_cache::layer::LayerDescriptor,
+) -> std::collections::BTreeMap<String, (u32, u64, u64, u64)> {
+    let blob = store.open_blob(&layer.digest).unwrap();
+    let stream = forge_cache::layer::decompress(Box::new(blob)).unwrap();
+    let mut archive = tar::Archive::new(stream);
+    archive
+        .entries()
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let header = entry.header();
+            let name = String::from_utf8_lossy(&entry.path_bytes())
+                .trim_end_matches('/')
+                .to_string();
+            let metadata = (
+                header.mode().unwrap() & 0o7777,
+                header.uid().unwrap(),
+                header.gid().unwrap(),
+                header.mtime().unwrap(),
+            );
+            (name, metadata)
+        })
+        .collect()
+}
+
+#[test]
+fn import_created_parents_depend_on_content() {
+    let tar = timed_tar(&[
+        ("a/b/old.txt", tar::EntryType::Regular, 0o644, 1_500_000_000),
+        ("a/b/new.txt", tar::EntryType::Regular, 0o600, 1_600_000_000),
+        ("x/y.txt", tar::EntryType::Regular, 0o644, 1_400_000_000),
+        ("x/", tar::EntryType::Directory, 0o700, 1_300_000_000),
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let first_store = Store::open(&work.path().join("first")).unwrap();
+    let second_store = Store::open(&work.path().join("second")).unwrap();
+    // A creation time after now caps no mtime, so a parent made with the
+    // extraction time would show in the layer.
+    let options = ImportOptions {
+        created: Some(4_000_000_000),
+        ..named("parents:v1")
+    };
+
+    let first = import_rootfs(&first_store, &tar[..], &options).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = import_rootfs(&second_store, &tar[..], &options).unwrap();
+    assert_eq!(first.layer.diff_id, second.layer.diff_id);
+    assert_eq!(first.image_id, second.image_id);
+
+    let metadata = layer_metadata(&first_store, &first.layer);
+    // The parents the tar lacks get mode 0755, owner 0:0 (without root the
+    // import records the caller as root) and the newest entry mtime.
+    for parent in ["a", "a/b"] {
+        let (mode, uid, gid, mtime) = metadata[parent];
+        assert_eq!(mode, 0o755, "{parent}");
+        assert_eq!((uid, gid), (0, 0), "{parent}");
+        assert_eq!(mtime, 1_600_000_000, "{parent}");
+    }
+    // A parent that a later entry lists keeps that entry's metadata.
+    assert_eq!(metadata["x"].0, 0o700);
+    assert_eq!(metadata["x"].3, 1_300_000_000);
+
+    // Without a creation time the import time caps mtimes; the parents
+    // still get the same mtime.
+    let third_store = Store::open(&work.path().join("third")).unwrap();
+    let third = import_rootfs(&third_store, &tar[..], &named("parents:v1")).unwrap();
+    let fourth_store = Store::open(&work.path().join("fourth")).unwrap();
+    let untimed = ImportOptions {
+        created: None,
+        ..named("parents:v1")
+    };
+    std::thread::sleep(Duration::from_millis(1100));
+    let fourth = import_rootfs(&fourth_store, &tar[..], &untimed).unwrap();
+    let fifth_store = Store::open(&work.path().join("fifth")).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let fifth = import_rootfs(&fifth_store, &tar[..], &untimed).unwrap();
+    assert_eq!(fourth.layer.diff_id, fifth.layer.diff_id);
+    assert_eq!(third.layer.diff_id, first.layer.diff_id);
+}

@@ -30,6 +30,11 @@ enum Command {
     /// Parse a Dockerfile and print its instructions.
     Parse(commands::parse::ParseArgs),
     /// Build an image from a Dockerfile and a context.
+    #[command(after_long_help = "Environment:\n  \
+        FORGE_SNAPSHOTTER  How RUN steps record their changes. `overlay` (the default) \
+        mounts an overlay over the parent layers and falls back to `copy` when the kernel \
+        rejects the mount. `copy` copies the root file system for each RUN step and \
+        compares it with the parent layers afterwards, which is slower.")]
     Build(commands::build::BuildArgs),
     /// List images.
     Images(commands::images::ImagesArgs),

@@ -1,7 +1,9 @@
 //! Runs `forge build` with RUN steps as an unprivileged user, in a user
 //! namespace with the user's subordinate ids, with a store under the
-//! user's home. The image is saved with `forge save`, unpacked by umoci and
-//! run by runc.
+//! user's home. The image is saved with `forge save`, its layer tars are
+//! listed by GNU tar for owners and whiteouts, and it is unpacked by umoci
+//! and run by runc. A second store loads the saved image and builds on it,
+//! so its layers are unpacked from the blobs.
 //!
 //! The test needs root to create the user. Outside CI it skips only when
 //! the kernel forbids unprivileged user namespaces, and prints why.
@@ -109,6 +111,55 @@ fn user_namespaces_forbidden() -> Option<String> {
     })
 }
 
+/// One entry of a layer tar as `tar --numeric-owner -tv` lists it.
+#[derive(Debug)]
+struct LayerEntry {
+    name: String,
+    /// `UID/GID`.
+    owner: String,
+}
+
+/// Lists the entries of every layer of the single image in the OCI layout
+/// folder `layout`, bottom layer first.
+fn layer_entries(layout: &Path) -> Vec<LayerEntry> {
+    let read_json = |path: PathBuf| -> serde_json::Value {
+        let text = fs::read_to_string(&path).unwrap_or_else(|error| {
+            panic!("cannot read {}: {error}", path.display());
+        });
+        serde_json::from_str(&text).expect("JSON")
+    };
+    let blob = |digest: &serde_json::Value| -> PathBuf {
+        let digest = digest.as_str().expect("digest");
+        let (algorithm, hex) = digest.split_once(':').expect("algorithm:hex");
+        layout.join("blobs").join(algorithm).join(hex)
+    };
+    let index = read_json(layout.join("index.json"));
+    let manifest = read_json(blob(&index["manifests"][0]["digest"]));
+    let mut entries = Vec::new();
+    for layer in manifest["layers"].as_array().expect("layers") {
+        let listing = Command::new("tar")
+            .args(["--numeric-owner", "-tvf"])
+            .arg(blob(&layer["digest"]))
+            .output()
+            .expect("tar runs");
+        assert_success("tar -tv", &listing);
+        for line in text(&listing.stdout).lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(owner), Some(name)) = (fields.get(1), fields.get(5..)) else {
+                continue;
+            };
+            let name = name.join(" ");
+            let name = name.split(" -> ").next().unwrap_or_default();
+            let name = name.split(" link to ").next().unwrap_or_default();
+            entries.push(LayerEntry {
+                name: name.to_string(),
+                owner: (*owner).to_string(),
+            });
+        }
+    }
+    entries
+}
+
 /// Skips outside CI, or fails under CI, with `reason`.
 fn skip(reason: &str) {
     assert!(
@@ -125,6 +176,7 @@ fn rootless_build_runs() {
         || !forge_testkit::require_tool("newuidmap")
         || !forge_testkit::require_tool("umoci")
         || !forge_testkit::require_tool("runc")
+        || !forge_testkit::require_tool("tar")
     {
         return;
     }
@@ -166,6 +218,16 @@ fn rootless_build_runs() {
          RUN echo rootless-ran > /r.txt && test \"$(id -u)\" = 0\n\
          RUN --mount=type=secret,id=s,required --mount=type=tmpfs,target=/scratch \
          test -s /run/secrets/s && touch /scratch/x\n\
+         RUN echo lower > /lower.txt && mkdir -p /lowerdir/sub /data && \
+         touch /lowerdir/sub/f /data/old\n\
+         RUN touch /root-file && mkdir /numeric && touch /numeric/f && \
+         chown -R 1000:1000 /numeric && echo app:x:1500:1500::/home/app:/bin/sh >> /etc/passwd && \
+         echo app:x:1500: >> /etc/group && mkdir -p /home/app && chown app:app /home/app && \
+         touch /home/app/made && chown app:app /home/app/made\n\
+         USER app\n\
+         RUN touch /home/app/by-app && test \"$(id -u)\" = 1500\n\
+         USER root\n\
+         RUN rm /lower.txt && rm -r /lowerdir /data && mkdir /data && touch /data/new\n\
          CMD [\"cat\", \"/r.txt\"]\n",
     )
     .expect("Dockerfile");
@@ -226,10 +288,91 @@ fn rootless_build_runs() {
         .output()
         .expect("umoci runs");
     assert_success("umoci unpack", &unpack);
-    // FIXME: layers written without root record the host owners of the
-    // files (the caller's uid for root's files, subordinate ids for the
-    // others), so owners in the image are not checked here.
     assert!(!bundle.join("rootfs/run/secrets/s").exists());
+
+    // The layers record container owners, not the host ids that the
+    // files had in the user's store, and deletions as whiteouts.
+    let entries = layer_entries(&layout);
+    for (name, owner) in [
+        ("r.txt", "0/0"),
+        ("root-file", "0/0"),
+        ("numeric/", "1000/1000"),
+        ("numeric/f", "1000/1000"),
+        ("home/app/", "1500/1500"),
+        ("home/app/made", "1500/1500"),
+        ("home/app/by-app", "1500/1500"),
+        ("etc/passwd", "0/0"),
+        ("data/", "0/0"),
+        ("data/new", "0/0"),
+    ] {
+        let found = entries.iter().rev().find(|entry| entry.name == name);
+        assert_eq!(
+            found.map(|entry| entry.owner.as_str()),
+            Some(owner),
+            "owner of `{name}` in the layers:\n{entries:#?}"
+        );
+    }
+    for whiteout in [".wh.lower.txt", ".wh.lowerdir", "data/.wh..wh..opq"] {
+        assert!(
+            entries.iter().any(|entry| entry.name == whiteout),
+            "no `{whiteout}` in the layers:\n{entries:#?}"
+        );
+    }
+    let hosts: Vec<&LayerEntry> = entries
+        .iter()
+        .filter(|entry| {
+            let uid = entry.owner.split('/').next().unwrap_or_default();
+            uid.parse::<u32>().is_ok_and(|uid| uid >= 65536)
+        })
+        .collect();
+    assert!(hosts.is_empty(), "host ids in the layers: {hosts:#?}");
+
+    // A second store loads the image and unpacks its layers from the
+    // blobs, and RUN finds the owners that the layers record.
+    let second_env = [
+        ("FORGE_ROOT", dir.join("second-store")),
+        ("TMPDIR", tmp.clone()),
+    ];
+    let second_env: Vec<(&str, &Path)> = second_env
+        .iter()
+        .map(|(name, path)| (*name, path.as_path()))
+        .collect();
+    let load = as_user(
+        &[&forge, "load", "-i", &layout.display().to_string()],
+        &second_env,
+    );
+    assert_success("forge load", &load);
+    let loaded = text(&load.stdout);
+    let loaded_name = loaded
+        .split_whitespace()
+        .last()
+        .expect("forge load prints the image");
+    let tag = as_user(&[&forge, "tag", loaded_name, "reloaded"], &second_env);
+    assert_success("forge tag", &tag);
+    let check_context = dir.join("check");
+    fs::create_dir_all(&check_context).expect("check context");
+    fs::write(
+        check_context.join("Dockerfile"),
+        "FROM reloaded\n\
+         RUN test \"$(stat -c %u:%g /numeric/f)\" = 1000:1000 && \
+         test \"$(stat -c %u:%g /home/app/by-app)\" = 1500:1500 && \
+         test \"$(stat -c %u:%g /root-file)\" = 0:0 && \
+         test ! -e /lower.txt && test ! -e /lowerdir && test ! -e /data/old && \
+         test -e /data/new\n",
+    )
+    .expect("Dockerfile");
+    chown(&check_context);
+    let check = as_user(
+        &[
+            &forge,
+            "build",
+            "--progress",
+            "plain",
+            &check_context.display().to_string(),
+        ],
+        &second_env,
+    );
+    assert_success("rootless build on the loaded image", &check);
 
     // runc runs the image's CMD, which prints what the RUN step wrote.
     let config_path = bundle.join("config.json");

@@ -430,6 +430,7 @@ fn write_tar(dir: &Path, writer: &mut dyn Write, label: &Path) -> Result<(), Exp
         level: None,
         source_date_epoch: None,
         kind: DiffKind::Plain,
+        id_map: None,
     };
     layer::write_layer(dir, &options, writer).map_err(|source| ExportError::Layer {
         action: format!(

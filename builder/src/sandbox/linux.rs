@@ -26,9 +26,9 @@ const GRACE: Duration = Duration::from_secs(2);
 /// `/etc/subgid`, used with `newuidmap` and `newgidmap`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Subordinate {
-    uid_start: u32,
-    gid_start: u32,
-    count: u32,
+    pub(super) uid_start: u32,
+    pub(super) gid_start: u32,
+    pub(super) count: u32,
 }
 
 /// A sandbox whose child processes are prepared but not started yet.
@@ -68,7 +68,25 @@ pub(crate) fn run(
         path_var,
     } = prepare(spec, None)?;
     apply_security(&mut child, security);
-    let outcome = start_and_wait(spec, &command, &mut child, rootless, subordinate, output)?;
+    let points = if spec.work.as_os_str().is_empty() {
+        let folder = state.path().join("mountpoints");
+        let created = super::points::merge(&folder, &spec.upper).map_err(|source| {
+            SandboxError::Prepare {
+                command: command.clone(),
+                action: "create mount points in".to_string(),
+                path: spec.upper.clone(),
+                source,
+            }
+        })?;
+        Some(created)
+    } else {
+        None
+    };
+    let outcome = start_and_wait(spec, &command, &mut child, rootless, subordinate, output);
+    if let Some(points) = points {
+        points.remove();
+    }
+    let outcome = outcome?;
     let Finished {
         reports,
         init_status,
@@ -702,7 +720,7 @@ impl Tail {
 
 /// Returns the caller's subordinate ranges when both files grant one and
 /// `newuidmap` and `newgidmap` are installed.
-fn subordinate_ids() -> Option<Subordinate> {
+pub(super) fn subordinate_ids() -> Option<Subordinate> {
     let uid = rustix::process::getuid().as_raw();
     let name = fs::read_to_string("/etc/passwd").ok().and_then(|text| {
         text.lines().find_map(|line| {

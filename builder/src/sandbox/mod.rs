@@ -27,7 +27,11 @@ mod launch;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
+mod owners;
+#[cfg(target_os = "linux")]
 mod plan;
+#[cfg(target_os = "linux")]
+mod points;
 #[cfg(target_os = "linux")]
 mod prepare;
 #[cfg(target_os = "linux")]
@@ -47,6 +51,69 @@ use std::path::PathBuf;
 
 pub use forge_parser::instructions::{Network, Security};
 
+/// Returns the id map of the RUN sandbox's user namespace, or `None` as
+/// root, where the sandbox has no user namespace. Layers of a build without
+/// root are written through this map, so they record container ids.
+pub fn rootless_id_map() -> Option<forge_cache::layer::IdMap> {
+    #[cfg(target_os = "linux")]
+    {
+        owners::rootless_id_map()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// Returns the unpacked folder of a layer, the form that the sandbox
+/// stacks, extracting it first when needed (see
+/// [`forge_cache::store::Store::ensure_unpacked`]). Without root the files
+/// get their owners from inside the sandbox's user namespace, through
+/// [`set_layer_owners`], so that RUN steps find the owners that the layer records.
+///
+/// # Errors
+///
+/// As [`forge_cache::store::Store::ensure_unpacked_with_owners`].
+pub fn unpack_layer(
+    store: &forge_cache::store::Store,
+    layer: &oci_spec::image::Descriptor,
+    diff_id: &oci_spec::image::Digest,
+) -> Result<PathBuf, forge_cache::store::StoreError> {
+    let set_owners = |dir: &std::path::Path, owners: &[forge_cache::layer::RecordedOwner]| {
+        set_layer_owners(dir, owners)
+            .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
+    };
+    let setter: Option<&forge_cache::store::OwnerSetter<'_>> =
+        if rustix::process::geteuid().is_root() {
+            None
+        } else {
+            Some(&set_owners)
+        };
+    store.ensure_unpacked_with_owners(layer, diff_id, setter)
+}
+
+/// Gives the files of an unpacked layer folder the container owners that
+/// the layer records, as the RUN sandbox's user namespace shows them. Does
+/// nothing as root, where extraction sets owners itself.
+///
+/// # Errors
+///
+/// When the owners cannot be set; the error names the path.
+pub fn set_layer_owners(
+    dir: &std::path::Path,
+    owners: &[forge_cache::layer::RecordedOwner],
+) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        owners::set_owners(dir, owners)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (dir, owners);
+        Ok(())
+    }
+}
+
 /// Everything one RUN step needs, resolved by the engine.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
@@ -55,7 +122,10 @@ pub struct RunSpec {
     /// Fresh, empty folder that receives the command's writes. It must sit
     /// on the same file system as `work` and must not be on an overlay.
     pub upper: PathBuf,
-    /// Fresh, empty overlay work folder on the file system of `upper`.
+    /// Fresh, empty overlay work folder on the file system of `upper`. An
+    /// empty path selects the copy snapshotter: `upper` is then a complete
+    /// copy of the root file system, which the sandbox mounts as `/` in
+    /// place of an overlay, so the command's writes change it directly.
     pub work: PathBuf,
     /// Command and arguments, executed directly; the engine has already
     /// wrapped shell-form commands in the stage's SHELL.

@@ -51,7 +51,8 @@ pub(crate) struct Layout {
     pub(crate) lowers: Vec<PathBuf>,
     /// Overlay upper folder.
     pub(crate) upper: PathBuf,
-    /// Overlay work folder.
+    /// Overlay work folder. An empty path means that `upper` is a complete
+    /// root file system, bind-mounted as `/` in place of the overlay.
     pub(crate) work: PathBuf,
     /// Host folder holding the generated `hosts`, `resolv.conf` and
     /// `hostname` files.
@@ -430,18 +431,32 @@ pub(crate) fn build(layout: &Layout) -> Result<Vec<Step>, NulInPath> {
     });
     // Device nodes in the image or made by the command cannot be opened:
     // the usable nodes in /dev are bind mounts of the host's.
-    steps.push(Step::Mount {
-        source: Some(c"overlay".to_owned()),
-        target: c_path(root)?,
-        fstype: Some(c"overlay".to_owned()),
-        flags: libc::MS_NODEV,
-        data: Some(c_text(&overlay_options(
-            &layout.lowers,
-            &layout.upper,
-            &layout.work,
-            layout.rootless,
-        ))?),
-    });
+    if layout.work.as_os_str().is_empty() {
+        // The copy snapshotter: `upper` is a complete root file system.
+        steps.push(Step::Mount {
+            source: Some(c_path(&layout.upper)?),
+            target: c_path(root)?,
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+        });
+        steps.push(Step::RemountNoDevices {
+            target: c_path(root)?,
+        });
+    } else {
+        steps.push(Step::Mount {
+            source: Some(c"overlay".to_owned()),
+            target: c_path(root)?,
+            fstype: Some(c"overlay".to_owned()),
+            flags: libc::MS_NODEV,
+            data: Some(c_text(&overlay_options(
+                &layout.lowers,
+                &layout.upper,
+                &layout.work,
+                layout.rootless,
+            ))?),
+        });
+    }
 
     steps.push(Step::Mount {
         source: Some(c"proc".to_owned()),
@@ -1046,6 +1061,21 @@ mod tests {
             .unwrap();
         assert!(!devpts.contains("gid="), "{devpts}");
         assert!(sys.calls()[1].ends_with(",userxattr"), "{}", sys.calls()[1]);
+    }
+
+    #[test]
+    fn copy_root_is_bind_mounted() {
+        let mut copy = layout(Vec::new(), false);
+        copy.work = PathBuf::new();
+        let steps = build(&copy).unwrap();
+        let sys = RecordingSyscall::default();
+        apply(&steps, &sys).unwrap();
+        let calls = sys.calls();
+        assert_eq!(calls[1], "mount /u /s/root - bind|rec -");
+        assert_eq!(calls[2], "statvfs /s/root");
+        // The recording statvfs reports nosuid, which the remount keeps.
+        assert_eq!(calls[3], "mount - /s/root - nosuid|nodev|remount|bind -");
+        assert!(!calls.iter().any(|call| call.contains("overlay")), "{calls:?}");
     }
 
     #[test]

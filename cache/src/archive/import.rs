@@ -87,9 +87,9 @@ pub fn import_rootfs(
 
     let _lease = store.lease()?;
     let work = store.create_work_dir()?;
-    // Folders the tar does not list get the extraction time as mtime; the
-    // image's creation time caps every mtime, so the same tar and options
-    // give the same layer whenever they are imported.
+    // Folders the tar does not list get the newest mtime of its entries,
+    // and the image's creation time caps every mtime, so the same tar gives
+    // the same layer whenever it is imported.
     let created_seconds = options.created.unwrap_or_else(now);
     let result = write_rootfs_layer(store, reader, &work, options.compression, created_seconds);
     let layer = match result {
@@ -166,6 +166,10 @@ fn write_rootfs_layer(
         level: None,
         source_date_epoch: Some(created_seconds),
         kind: DiffKind::Plain,
+        // NOTE: without root every extracted file belongs to the caller,
+        // so the layer records root for every file and the tar's other
+        // owners are lost.
+        id_map: (!rustix::process::geteuid().is_root()).then(caller_as_root),
     };
     let layer = layer::write_layer(work, &options, &mut writer).map_err(import_error)?;
     writer
@@ -187,4 +191,17 @@ fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Returns the id map that records the caller's uid and gid as root.
+fn caller_as_root() -> layer::IdMap {
+    let range = |host| layer::IdRange {
+        container: 0,
+        host,
+        count: 1,
+    };
+    layer::IdMap {
+        uids: vec![range(rustix::process::getuid().as_raw())],
+        gids: vec![range(rustix::process::getgid().as_raw())],
+    }
 }

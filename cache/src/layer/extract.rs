@@ -22,6 +22,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timest
 use rustix::io::Errno;
 
 use super::fsutil::{is_overlay_xattr, remove_all_at, remove_children, set_xattr_at, set_xattr_fd};
+use super::idmap::RecordedOwner;
 use super::reader::{EntryType, TarEntry, TarReader};
 use super::{LayerError, OPAQUE_WHITEOUT, WHITEOUT_PREFIX, display_name};
 
@@ -122,6 +123,33 @@ pub fn extract<R: Read>(
     dest: &Path,
     options: &ExtractOptions,
 ) -> Result<ExtractSummary, LayerError> {
+    extract_inner(tar, dest, options, false).map(|(summary, _)| summary)
+}
+
+/// Extracts like [`extract`] and also returns the owner and mode of every
+/// created entry whose uid or gid is not 0, when
+/// [`ExtractOptions::preserve_owners`] is false. A caller in a user
+/// namespace that maps it to root uses the list to set those owners from
+/// inside the namespace. Hard links and whiteouts are not listed. With
+/// `preserve_owners` the list is empty.
+///
+/// # Errors
+///
+/// As [`extract`].
+pub fn extract_recording_owners<R: Read>(
+    tar: R,
+    dest: &Path,
+    options: &ExtractOptions,
+) -> Result<(ExtractSummary, Vec<RecordedOwner>), LayerError> {
+    extract_inner(tar, dest, options, !options.preserve_owners)
+}
+
+fn extract_inner<R: Read>(
+    tar: R,
+    dest: &Path,
+    options: &ExtractOptions,
+    record_owners: bool,
+) -> Result<(ExtractSummary, Vec<RecordedOwner>), LayerError> {
     let root = rustix::fs::open(
         dest,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -141,6 +169,9 @@ pub fn extract<R: Read>(
         cached_parent: None,
         summary: ExtractSummary::default(),
         buffer: vec![0; 64 * 1024],
+        owners: record_owners.then(Vec::new),
+        created_parents: Vec::new(),
+        newest_mtime: None,
     };
 
     let mut reader = TarReader::new(tar);
@@ -157,12 +188,31 @@ pub fn extract<R: Read>(
             }
         };
         let name = display_name(&entry.name);
+        extractor.newest_mtime = extractor.newest_mtime.max(Some(entry.mtime));
         extractor.apply(&entry, &name, &mut reader.data())?;
         last_entry = Some(name);
     }
 
     extractor.finish_directories()?;
-    Ok(extractor.summary)
+    let owners = extractor.owners.map(last_owners).unwrap_or_default();
+    Ok((extractor.summary, owners))
+}
+
+/// Keeps the last record of each path, since a later entry replaces an
+/// earlier one, and drops the records of owner 0:0.
+fn last_owners(records: Vec<RecordedOwner>) -> Vec<RecordedOwner> {
+    let mut last = std::collections::HashMap::new();
+    for (index, record) in records.iter().enumerate() {
+        last.insert(record.path.clone(), index);
+    }
+    records
+        .into_iter()
+        .enumerate()
+        .filter(|(index, record)| {
+            last.get(&record.path) == Some(index) && (record.uid != 0 || record.gid != 0)
+        })
+        .map(|(_, record)| record)
+        .collect()
 }
 
 /// Metadata of one entry after PAX records are applied.
@@ -197,6 +247,14 @@ struct Extractor<'a> {
     cached_parent: Option<(Vec<u8>, Rc<OwnedFd>)>,
     summary: ExtractSummary,
     buffer: Vec<u8>,
+    /// Owners that [`extract_recording_owners`] returns; `None` when not
+    /// recording.
+    owners: Option<Vec<RecordedOwner>>,
+    /// Missing parent directories that the extractor created, in creation
+    /// order.
+    created_parents: Vec<Vec<u8>>,
+    /// The newest mtime among the entries read so far.
+    newest_mtime: Option<(i64, u32)>,
 }
 
 /// Splits a tar name into its components, dropping a leading `/`, empty
@@ -260,6 +318,7 @@ impl Extractor<'_> {
             return self.apply_whiteout(parents, last, name);
         }
         let metadata = self.read_metadata(entry, name);
+        let record = self.owner_record(&components, &metadata, entry.entry_type, name)?;
 
         let Some((last, parents)) = components.split_last() else {
             if entry.entry_type != EntryType::Directory {
@@ -268,7 +327,9 @@ impl Extractor<'_> {
                     reason: "the name is the destination root, which only a directory entry can describe".to_string(),
                 });
             }
-            return self.apply_root(metadata, name);
+            self.apply_root(metadata, name)?;
+            self.push_owner(record);
+            return Ok(());
         };
         let path = join(&components);
         let parent = self.resolve_parent(parents, name)?;
@@ -306,7 +367,36 @@ impl Extractor<'_> {
         self.overlay_whiteouts.remove(&path);
         self.mark_written(&components);
         self.summary.entries += 1;
+        self.push_owner(record);
         Ok(())
+    }
+
+    /// Returns the owner record of an entry when owners are recorded.
+    fn owner_record(
+        &self,
+        components: &[&[u8]],
+        metadata: &Metadata,
+        entry_type: EntryType,
+        entry_name: &str,
+    ) -> Result<Option<RecordedOwner>, LayerError> {
+        if self.owners.is_none() || entry_type == EntryType::HardLink {
+            return Ok(None);
+        }
+        let (uid, gid) = ids(metadata, entry_name)?;
+        let (uid, gid) = (uid.as_raw(), gid.as_raw());
+        Ok(Some(RecordedOwner {
+            path: std::path::PathBuf::from(os(&join(components))),
+            uid,
+            gid,
+            mode: metadata.mode & 0o7777,
+            symlink: entry_type == EntryType::Symlink,
+        }))
+    }
+
+    fn push_owner(&mut self, record: Option<RecordedOwner>) {
+        if let (Some(owners), Some(record)) = (self.owners.as_mut(), record) {
+            owners.push(record);
+        }
     }
 
     fn read_metadata(&self, entry: &TarEntry, name: &str) -> Metadata {
@@ -374,7 +464,7 @@ impl Extractor<'_> {
     }
 
     /// Resolves the directory that contains an entry, creating missing
-    /// directories (mode 0755, owned by the caller) as other extractors do.
+    /// directories. [`Self::finish_directories`] gives them fixed metadata.
     fn resolve_parent(
         &mut self,
         parents: &[&[u8]],
@@ -415,6 +505,7 @@ impl Extractor<'_> {
                         },
                     )?;
                     self.written.insert(prefix.clone());
+                    self.created_parents.push(prefix.clone());
                     current = self
                         .open_in_root(&prefix, OFlags::PATH)
                         .map_err(|errno| parent_error(entry, errno))?;
@@ -1039,6 +1130,7 @@ impl Extractor<'_> {
     /// Sets the mode and mtime of every directory, latest entry first, now
     /// that nothing more is written into them.
     fn finish_directories(&mut self) -> Result<(), LayerError> {
+        self.finish_created_parents()?;
         let mut done: HashSet<Vec<u8>> = HashSet::new();
         let directories = std::mem::take(&mut self.directories);
         for directory in directories.iter().rev() {
@@ -1063,6 +1155,51 @@ impl Extractor<'_> {
                     source: errno.into(),
                 }
             })?;
+        }
+        Ok(())
+    }
+
+    /// Sets mode 0755, owner 0:0 (with `preserve_owners`) and the newest
+    /// mtime among the tar's entries (0 for a tar without entries) on every
+    /// parent directory that the tar lacked and the extractor created. The
+    /// result then depends only on the tar's content. docker's extractor
+    /// (moby `pkg/archive`, `createImpliedDirectories`) also uses mode 0755
+    /// and the root owner, but keeps the time of extraction as mtime. A
+    /// parent that a later directory entry lists keeps that entry's
+    /// metadata.
+    fn finish_created_parents(&mut self) -> Result<(), LayerError> {
+        let mtime = self.newest_mtime.unwrap_or((0, 0));
+        let created = std::mem::take(&mut self.created_parents);
+        let listed: HashSet<&[u8]> = self
+            .directories
+            .iter()
+            .map(|directory| directory.path.as_slice())
+            .collect();
+        for path in created.iter().rev() {
+            if listed.contains(path.as_slice()) {
+                continue;
+            }
+            let entry_name = display_name(path);
+            let Some(fd) = self.open_directory_nofollow(path, &entry_name)? else {
+                continue;
+            };
+            let failed = |action, errno: Errno| LayerError::Extract {
+                entry: entry_name.clone(),
+                action,
+                source: errno.into(),
+            };
+            if self.options.preserve_owners {
+                rustix::fs::fchown(
+                    &fd,
+                    Some(rustix::fs::Uid::ROOT),
+                    Some(rustix::fs::Gid::ROOT),
+                )
+                .map_err(|errno| failed("set the owner of a created parent directory", errno))?;
+            }
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))
+                .map_err(|errno| failed("set the mode of a created parent directory", errno))?;
+            rustix::fs::futimens(&fd, &timestamps(mtime))
+                .map_err(|errno| failed("set the mtime of a created parent directory", errno))?;
         }
         Ok(())
     }
@@ -1159,6 +1296,79 @@ mod tests {
     fn split_rejects_dotdot() {
         let error = split_name(b"a/../b", "a/../b").unwrap_err();
         assert!(matches!(error, LayerError::UnsafeEntry { .. }));
+    }
+
+    fn tar_with(entries: &[(&str, tar::EntryType, u64, u64, u32)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, uid, gid, mode) in entries {
+            let mut header = tar::Header::new_ustar();
+            header.set_entry_type(*kind);
+            header.set_uid(*uid);
+            header.set_gid(*gid);
+            header.set_mode(*mode);
+            header.set_size(0);
+            if *kind == tar::EntryType::Symlink {
+                header.set_link_name("target").unwrap();
+            }
+            builder.append_data(&mut header, name, &[][..]).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn recorded_owners_keep_last_entry() {
+        let tar = tar_with(&[
+            ("a/", tar::EntryType::Directory, 1000, 1000, 0o755),
+            ("a/f", tar::EntryType::Regular, 1000, 50, 0o4755),
+            ("a/link", tar::EntryType::Symlink, 7, 7, 0o777),
+            ("root", tar::EntryType::Regular, 0, 0, 0o644),
+            ("again", tar::EntryType::Regular, 5, 5, 0o644),
+            ("again", tar::EntryType::Regular, 0, 0, 0o644),
+        ]);
+        let dest = tempfile::tempdir().unwrap();
+        let options = ExtractOptions {
+            preserve_owners: false,
+            skip_denied_devices: true,
+            whiteouts: WhiteoutMode::Overlay,
+        };
+        let (summary, owners) = extract_recording_owners(&tar[..], dest.path(), &options).unwrap();
+        assert_eq!(summary.entries, 6);
+        let listed: Vec<(String, u32, u32, u32, bool)> = owners
+            .iter()
+            .map(|owner| {
+                (
+                    owner.path.display().to_string(),
+                    owner.uid,
+                    owner.gid,
+                    owner.mode,
+                    owner.symlink,
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("a".to_string(), 1000, 1000, 0o755, false),
+                ("a/f".to_string(), 1000, 50, 0o4755, false),
+                ("a/link".to_string(), 7, 7, 0o777, true),
+            ]
+        );
+    }
+
+    #[test]
+    fn preserved_owners_are_not_recorded() {
+        // Owned by the caller, so that chown needs no privilege.
+        let uid = u64::from(rustix::process::getuid().as_raw());
+        let gid = u64::from(rustix::process::getgid().as_raw());
+        let tar = tar_with(&[("f", tar::EntryType::Regular, uid, gid, 0o644)]);
+        let dest = tempfile::tempdir().unwrap();
+        let options = ExtractOptions {
+            preserve_owners: true,
+            skip_denied_devices: false,
+            whiteouts: WhiteoutMode::Apply,
+        };
+        let (_, owners) = extract_recording_owners(&tar[..], dest.path(), &options).unwrap();
+        assert!(owners.is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod compression;
 mod digest;
 mod extract;
 mod fsutil;
+mod idmap;
 mod pax;
 mod reader;
 mod writer;
@@ -24,7 +25,10 @@ use std::io;
 use std::path::PathBuf;
 
 pub use compression::decompress;
-pub use extract::{ExtractOptions, ExtractSummary, WhiteoutMode, extract};
+pub use extract::{
+    ExtractOptions, ExtractSummary, WhiteoutMode, extract, extract_recording_owners,
+};
+pub use idmap::{IdKind, IdMap, IdRange, RecordedOwner};
 pub use oci_spec::image::{Digest, MediaType};
 pub use writer::{DiffKind, WriteOptions, write_layer};
 
@@ -141,6 +145,21 @@ pub enum LayerError {
         path: PathBuf,
         /// The xattr name, such as `trusted.overlay.redirect`.
         xattr: String,
+    },
+
+    /// A file of a rootless step belongs to a host id that the user
+    /// namespace's id map does not contain, so it has no owner inside the
+    /// container.
+    #[error(
+        "`{path}` belongs to host {kind} {id}, which the build's user namespace does not map (the caller and the ranges of /etc/subuid and /etc/subgid); change its owner or build as root"
+    )]
+    UnmappedOwner {
+        /// The file.
+        path: PathBuf,
+        /// Whether `id` is a uid or a gid.
+        kind: IdKind,
+        /// The host id.
+        id: u32,
     },
 
     /// The compression level is outside the range the compressor accepts.

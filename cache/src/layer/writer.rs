@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use super::compression::{Encoder, checked_level};
 use super::digest::DigestWriter;
 use super::fsutil::{find_xattr, is_overlay_xattr, read_xattrs};
+use super::idmap::{IdKind, IdMap};
 use super::pax::{EntryHeader, EntryKind, TarWriter};
 use super::{Compression, LayerDescriptor, LayerError, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 
@@ -40,6 +41,10 @@ pub struct WriteOptions {
     pub source_date_epoch: Option<i64>,
     /// The encoding of deletions in the directory.
     pub kind: DiffKind,
+    /// The id map of the user namespace that wrote the directory. When set,
+    /// each owner is recorded as the container id that the host owner
+    /// appears as, and a host id outside the map is an error.
+    pub id_map: Option<IdMap>,
 }
 
 /// Bytes copied per read from a source file.
@@ -66,6 +71,8 @@ const COPY_BUFFER: usize = 64 * 1024;
 /// - [`LayerError::SourceChanged`] when a file shrinks while it is read.
 /// - [`LayerError::UnsupportedOverlay`] for an overlay upper directory that
 ///   uses `redirect_dir` or `metacopy`.
+/// - [`LayerError::UnmappedOwner`] for an owner outside
+///   [`WriteOptions::id_map`].
 /// - [`LayerError::Write`] when compressing or writing to `sink` fails.
 ///
 /// After an error `sink` may contain a partial blob.
@@ -210,12 +217,13 @@ impl<W: Write> Walker<'_, W> {
 
     fn write_child(&mut self, child: &Child, name: Vec<u8>) -> Result<(), LayerError> {
         let metadata = &child.metadata;
+        let (uid, gid) = self.owner(child)?;
         let mut header = EntryHeader {
             name,
             kind: EntryKind::Directory,
             mode: metadata.mode() & 0o7777,
-            uid: u64::from(metadata.uid()),
-            gid: u64::from(metadata.gid()),
+            uid: u64::from(uid),
+            gid: u64::from(gid),
             mtime: self.clamp_mtime(metadata.mtime()),
             xattrs: child
                 .xattrs
@@ -294,6 +302,24 @@ impl<W: Write> Walker<'_, W> {
             return Ok(());
         };
         self.write_header(&header)
+    }
+
+    /// Returns the uid and gid to record for `child`: its own, or the
+    /// container ids they appear as through [`WriteOptions::id_map`].
+    fn owner(&self, child: &Child) -> Result<(u32, u32), LayerError> {
+        let (uid, gid) = (child.metadata.uid(), child.metadata.gid());
+        let Some(map) = &self.options.id_map else {
+            return Ok((uid, gid));
+        };
+        let container = |kind, id| {
+            map.to_container(kind, id)
+                .ok_or_else(|| LayerError::UnmappedOwner {
+                    path: child.path.clone(),
+                    kind,
+                    id,
+                })
+        };
+        Ok((container(IdKind::Uid, uid)?, container(IdKind::Gid, gid)?))
     }
 
     fn write_header(&mut self, header: &EntryHeader) -> Result<(), LayerError> {
@@ -504,6 +530,58 @@ mod tests {
             Err(LayerError::InvalidLevel { level: 42, .. })
         ));
         assert!(blob.is_empty());
+    }
+
+    fn own_map(uid_host: u32, gid_host: u32) -> IdMap {
+        let range = |host| crate::layer::IdRange {
+            container: 0,
+            host,
+            count: 1,
+        };
+        IdMap {
+            uids: vec![range(uid_host)],
+            gids: vec![range(gid_host)],
+        }
+    }
+
+    #[test]
+    fn id_map_records_container_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("f"), "content").unwrap();
+        let metadata = fs::metadata(dir.path().join("f")).unwrap();
+        let options = WriteOptions {
+            compression: Compression::None,
+            id_map: Some(own_map(metadata.uid(), metadata.gid())),
+            ..WriteOptions::default()
+        };
+        let (_, blob) = write(dir.path(), &options);
+        let mut archive = tar::Archive::new(&blob[..]);
+        let entry = archive.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(entry.header().uid().unwrap(), 0);
+        assert_eq!(entry.header().gid().unwrap(), 0);
+    }
+
+    #[test]
+    fn unmapped_owner_names_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, "content").unwrap();
+        let metadata = fs::metadata(&file).unwrap();
+        let options = WriteOptions {
+            compression: Compression::None,
+            id_map: Some(own_map(metadata.uid().wrapping_add(1), metadata.gid())),
+            ..WriteOptions::default()
+        };
+        let mut blob = Vec::new();
+        let error = write_layer(dir.path(), &options, &mut blob).unwrap_err();
+        match error {
+            LayerError::UnmappedOwner { path, kind, id } => {
+                assert_eq!(path, file);
+                assert_eq!(kind, IdKind::Uid);
+                assert_eq!(id, metadata.uid());
+            }
+            other => panic!("expected UnmappedOwner, got {other:?}"),
+        }
     }
 
     use oci_spec::image::MediaType;

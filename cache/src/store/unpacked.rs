@@ -19,6 +19,15 @@ use super::lock::{FileLock, LockMode};
 use super::root::sync_parent;
 use crate::layer;
 
+/// Sets the owners of an extracted layer folder: the folder and the
+/// entries whose owner the extraction did not set (see
+/// [`Store::ensure_unpacked_with_owners`]).
+pub type OwnerSetter<'a> = dyn Fn(
+        &Path,
+        &[layer::RecordedOwner],
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>
+    + 'a;
+
 impl Store {
     /// Returns the folder of the unpacked layer with `diff_id`, or `None`
     /// when it has not been unpacked.
@@ -46,6 +55,26 @@ impl Store {
     /// the content does not match its digests. No folder is left in place
     /// on failure.
     pub fn ensure_unpacked(&self, layer: &Descriptor, diff_id: &Digest) -> Result<PathBuf> {
+        self.ensure_unpacked_with_owners(layer, diff_id, None)
+    }
+
+    /// Returns the unpacked folder of `layer` like [`Store::ensure_unpacked`].
+    /// When the layer is extracted now and `set_owners` is given, the
+    /// extraction does not set owners itself. It calls `set_owners` with
+    /// the folder and the entries whose recorded owner is not 0:0 (see
+    /// [`layer::extract_recording_owners`]) before the folder moves into
+    /// place. A process without root uses this to set the owners from
+    /// inside its user namespace.
+    ///
+    /// # Errors
+    /// As [`Store::ensure_unpacked`]; an error of `set_owners` is a
+    /// [`StoreError::Unpack`].
+    pub fn ensure_unpacked_with_owners(
+        &self,
+        layer: &Descriptor,
+        diff_id: &Digest,
+        set_owners: Option<&OwnerSetter<'_>>,
+    ) -> Result<PathBuf> {
         let hex = sha256_hex(diff_id)?.to_string();
         let target = self.unpacked_root().join(&hex);
         if target.is_dir() {
@@ -66,7 +95,7 @@ impl Store {
 
         let temp = self.create_temp_dir("unpack")?;
         let result = self
-            .extract_layer(layer, diff_id, &temp)
+            .extract_layer(layer, diff_id, &temp, set_owners)
             .and_then(|()| {
                 fs::rename(&temp, &target)
                     .map_err(|source| StoreError::io("rename into place", &target, source))
@@ -122,7 +151,13 @@ impl Store {
 
     /// Extracts the layer blob into `dest` and checks both the blob digest
     /// and the diff id of the uncompressed stream.
-    fn extract_layer(&self, layer: &Descriptor, diff_id: &Digest, dest: &Path) -> Result<()> {
+    fn extract_layer(
+        &self,
+        layer: &Descriptor,
+        diff_id: &Digest,
+        dest: &Path,
+        set_owners: Option<&OwnerSetter<'_>>,
+    ) -> Result<()> {
         let digest = layer.digest();
         let unpack_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Unpack {
             digest: digest.to_string(),
@@ -136,12 +171,18 @@ impl Store {
             let stream = layer::decompress(Box::new(&mut blob))
                 .map_err(|error| unpack_error(Box::new(error)))?;
             let mut tar = HashingReader::new(stream);
-            let options = layer::ExtractOptions {
+            let mut options = layer::ExtractOptions {
                 whiteouts: layer::WhiteoutMode::Overlay,
                 ..layer::ExtractOptions::default()
             };
-            layer::extract(&mut tar, dest, &options)
+            if set_owners.is_some() {
+                options.preserve_owners = false;
+            }
+            let (_, owners) = layer::extract_recording_owners(&mut tar, dest, &options)
                 .map_err(|error| unpack_error(Box::new(error)))?;
+            if let Some(set_owners) = set_owners {
+                set_owners(dest, &owners).map_err(unpack_error)?;
+            }
             // The tar reader may stop at the end-of-archive blocks; the
             // rest of the stream still counts toward the diff id.
             io::copy(&mut tar, &mut io::sink()).map_err(|error| reader_error(error, &blob_path))?;
