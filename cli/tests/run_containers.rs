@@ -705,3 +705,208 @@ fn tty_gives_a_terminal() {
     assert!(stdout.contains("33 111"), "{stdout}");
     workspace.finish();
 }
+
+#[test]
+fn tty_follows_window_size() {
+    let Some(workspace) = Workspace::new("tty_follows_window_size") else {
+        return;
+    };
+    if !forge_testkit::require_tool("script") {
+        return;
+    }
+    // The container prints its terminal's size when SIGWINCH reaches it.
+    // It creates /sync/ready once the trap is set, and the outer shell
+    // waits for that file.
+    let sync = workspace.dir.path().join("sync");
+    fs::create_dir(&sync).expect("sync folder");
+    fs::write(
+        sync.join("winch.sh"),
+        "trap 'echo \"winch $(stty size)\"; exit 5' WINCH\n\
+         echo \"start $(stty size)\"\n\
+         touch /sync/ready\n\
+         i=0\n\
+         while [ \"$i\" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\n\
+         exit 9\n",
+    )
+    .expect("container script");
+
+    // `script` gives the shell a terminal of its own. `stty rows` on it
+    // makes the kernel send SIGWINCH to forge, which is in the terminal's
+    // foreground process group. The explicit `kill -WINCH` covers a shell
+    // that puts background jobs in their own group.
+    let inner = format!(
+        "stty rows 33 cols 111\n\
+         {forge} --root {root} run --rm -it -e {marker} -v {sync}:/sync busybox sh /sync/winch.sh \
+         </dev/tty &\n\
+         pid=$!\n\
+         i=0\n\
+         while [ ! -e {sync}/ready ] && [ \"$i\" -lt 600 ]; do sleep 0.1; i=$((i + 1)); done\n\
+         stty rows 50 cols 132\n\
+         kill -WINCH $pid\n\
+         wait $pid\n",
+        forge = env!("CARGO_BIN_EXE_forge"),
+        root = workspace.root().display(),
+        marker = workspace.marker(),
+        sync = sync.display(),
+    );
+    let output = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script runs");
+
+    let stdout = text(&output.stdout);
+    assert!(
+        sync.join("ready").exists(),
+        "the container did not start: {stdout}"
+    );
+    assert!(stdout.contains("start 33 111"), "{stdout}");
+    assert!(stdout.contains("winch 50 132"), "{stdout}");
+    assert_eq!(output.status.code(), Some(5), "{stdout}");
+    workspace.finish();
+}
+
+/// Builds `seeded`: an image with files, a symlink out of /data and
+/// several owners and modes under its volume /data.
+fn build_seeded_image(workspace: &Workspace) {
+    build_image(
+        workspace,
+        "seeded",
+        "FROM busybox\n\
+         RUN mkdir -p /data/sub && echo seeded > /data/file && chmod 640 /data/file \
+         && echo deep > /data/sub/deep && chown 1000:1000 /data/sub \
+         && ln -s file /data/link && ln -s /etc/hostname /data/abs && chmod 750 /data\n\
+         VOLUME /data\n",
+    );
+}
+
+#[test]
+fn volumes_seeded_from_image() {
+    let Some(workspace) = Workspace::new("volumes_seeded_from_image") else {
+        return;
+    };
+    build_seeded_image(&workspace);
+
+    // The anonymous volume of VOLUME /data gets the image's files.
+    let output = workspace.run(&[
+        "--name",
+        "anonymous",
+        "seeded",
+        "sh",
+        "-c",
+        "cat /data/file /data/sub/deep; stat -c '%n %a %u:%g' /data /data/file /data/sub; \
+         readlink /data/link; readlink /data/abs",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "seeded",
+            "deep",
+            "/data 750 0:0",
+            "/data/file 640 0:0",
+            "/data/sub 755 1000:1000",
+            "file",
+            "/etc/hostname",
+        ]
+    );
+    let listed = workspace.forge(&["ps", "-aq", "--no-trunc"]);
+    let id = text(&listed.stdout).trim().to_string();
+    let anonymous = workspace.containers_dir().join(&id).join("volumes/0");
+    let abs = fs::symlink_metadata(anonymous.join("abs")).expect("symlink in the volume");
+    assert!(abs.file_type().is_symlink());
+    assert!(workspace.forge(&["rm", &id]).status.success());
+
+    // A new named volume is seeded once; later runs keep its content.
+    let output = workspace.run(&[
+        "--rm",
+        "-v",
+        "named:/data",
+        "seeded",
+        "sh",
+        "-c",
+        "cat /data/file; echo changed > /data/file; echo new > /data/new",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "seeded\n");
+    let named = workspace.root().join("forge/volumes/named");
+    assert_eq!(
+        fs::read_to_string(named.join("file")).expect("file in the volume"),
+        "changed\n"
+    );
+    let output = workspace.run(&[
+        "--rm",
+        "-v",
+        "named:/data",
+        "seeded",
+        "sh",
+        "-c",
+        "cat /data/file /data/new; ls /data",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "changed\nnew\nabs\nfile\nlink\nnew\nsub\n"
+    );
+
+    // A named volume that already has content is not seeded.
+    let output = workspace.run(&[
+        "--rm",
+        "-v",
+        "prefilled:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo mine > /data/own",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = workspace.run(&["--rm", "-v", "prefilled:/data", "seeded", "ls", "/data"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "own\n");
+    workspace.finish();
+}
+
+#[test]
+fn volume_seeding_skipped() {
+    let Some(workspace) = Workspace::new("volume_seeding_skipped") else {
+        return;
+    };
+    build_seeded_image(&workspace);
+
+    // `nocopy` leaves a new named volume empty.
+    let output = workspace.run(&[
+        "--rm",
+        "-v",
+        "empty:/data:nocopy",
+        "seeded",
+        "ls",
+        "-A",
+        "/data",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "");
+    let empty = workspace.root().join("forge/volumes/empty");
+    assert_eq!(fs::read_dir(&empty).expect("volume folder").count(), 0);
+
+    // A host folder is never seeded.
+    let host = workspace.dir.path().join("host");
+    fs::create_dir(&host).expect("host folder");
+    let bind = format!("{}:/data", host.display());
+    let output = workspace.run(&["--rm", "-v", &bind, "seeded", "ls", "-A", "/data"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "");
+    assert_eq!(fs::read_dir(&host).expect("host folder").count(), 0);
+
+    // `nocopy` on a host folder is an error that names the value.
+    let bind_nocopy = format!("{}:/data:nocopy", host.display());
+    let output = workspace.run(&["--rm", "-v", &bind_nocopy, "seeded", "true"]);
+    assert_eq!(output.status.code(), Some(125));
+    assert!(
+        text(&output.stderr).contains(&bind_nocopy),
+        "{}",
+        text(&output.stderr)
+    );
+    workspace.finish();
+}

@@ -6,9 +6,10 @@
 //! starts the command in the RUN sandbox's namespaces over an overlay of
 //! the image's unpacked layers and the container's own upper folder. It
 //! stays with the command until it exits. Meanwhile it copies output to
-//! the log and to an attached terminal, serves published ports and keeps
-//! the cgroup limits, and at the end it records the exit code. The CLI runs the supervisor in its own process for `run`, or
-//! in a detached `forge` process for `run -d`.
+//! the log and to an attached terminal, passes that terminal's window size
+//! changes on, serves published ports and keeps the cgroup limits, and at
+//! the end it records the exit code. The CLI runs the supervisor in its
+//! own process for `run`, or in a detached `forge` process for `run -d`.
 //!
 //! NOTE: `forge prune` does not yet add `Store::container_image_roots` to
 //! its roots, so it may remove the unpacked layers of an image whose name
@@ -20,6 +21,9 @@ mod forward;
 mod logs;
 mod names;
 mod options;
+#[cfg(target_os = "linux")]
+mod resize;
+pub(crate) mod seed;
 pub mod state;
 #[cfg(target_os = "linux")]
 mod supervise;
@@ -29,7 +33,9 @@ use std::path::{Path, PathBuf};
 
 pub use control::{kill, remove, stop};
 pub use logs::{LogRecord, LogStream, read_logs};
-pub use options::{RunOptions, VolumeSource, create, parse_memory, parse_port, parse_volume};
+pub use options::{
+    RunOptions, VolumeSource, VolumeSpec, create, parse_memory, parse_port, parse_volume,
+};
 pub use state::{ContainerState, Containers, PortMapping, Status};
 #[cfg(target_os = "linux")]
 pub use supervise::{Attach, supervise};

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use forge_cache::store::Store;
 use serde_json::Value;
 
+use crate::rootfs::RootView;
+
 use super::RunnerError;
 use super::names::{new_id, new_name};
+use super::seed::seed_volume;
 use super::state::{ContainerState, Containers, Limits, PortMapping, Status, VolumeMount, now};
 
 /// Settings of `forge run`, as given on the command line.
@@ -40,7 +43,7 @@ pub struct RunOptions {
     pub interactive: bool,
     /// `-t`: give the command a terminal.
     pub tty: bool,
-    /// `-v SOURCE:TARGET[:ro|rw]` values.
+    /// `-v SOURCE:TARGET[:OPTIONS]` values.
     pub volumes: Vec<String>,
     /// `--network`: `default` (own namespace), `none` or `host`.
     pub network: String,
@@ -61,33 +64,66 @@ pub enum VolumeSource {
     Named(String),
 }
 
-/// Parses `-v SOURCE:TARGET[:ro|rw]`. A source starting with `/` or `.`
-/// is a host path (relative ones are made absolute); any other source is
-/// the name of a volume.
+/// A parsed `-v` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// Host folder or named volume.
+    pub source: VolumeSource,
+    /// Absolute path in the container.
+    pub target: String,
+    /// `ro`: the container may only read.
+    pub read_only: bool,
+    /// `nocopy`: an empty named volume is not seeded with the image's
+    /// files at the target.
+    pub no_copy: bool,
+}
+
+/// Parses `-v SOURCE:TARGET[:OPTIONS]`, where OPTIONS is a comma-separated
+/// list of `ro`, `rw` and `nocopy`. A source starting with `/` or `.` is a
+/// host path (relative ones are made absolute); any other source is the
+/// name of a volume.
 ///
 /// # Errors
 ///
 /// [`RunnerError::Invalid`] naming the value and the expected form.
-pub fn parse_volume(value: &str) -> Result<(VolumeSource, String, bool), RunnerError> {
+pub fn parse_volume(value: &str) -> Result<VolumeSpec, RunnerError> {
     let invalid = |reason: &str| RunnerError::Invalid {
         what: "volume",
         value: value.to_string(),
         reason: reason.to_string(),
     };
     let parts: Vec<&str> = value.split(':').collect();
-    let (source, target, read_only) = match parts.as_slice() {
-        [source, target] => (*source, *target, false),
-        [source, target, "ro"] => (*source, *target, true),
-        [source, target, "rw"] => (*source, *target, false),
-        [_, _, mode] => {
-            return Err(invalid(&format!("unknown mode `{mode}`; use `ro` or `rw`")));
-        }
+    let (source, target, options) = match parts.as_slice() {
+        [source, target] => (*source, *target, ""),
+        [source, target, options] => (*source, *target, *options),
         _ => {
             return Err(invalid(
-                "expected HOST_PATH:CONTAINER_PATH[:ro] or NAME:CONTAINER_PATH[:ro]",
+                "expected HOST_PATH:CONTAINER_PATH[:ro] or NAME:CONTAINER_PATH[:ro|nocopy]",
             ));
         }
     };
+    let mut read_only = None;
+    let mut no_copy = false;
+    for option in options.split(',').filter(|option| !option.is_empty()) {
+        let option_read_only = match option {
+            "ro" => true,
+            "rw" => false,
+            "nocopy" => {
+                no_copy = true;
+                continue;
+            }
+            other => {
+                return Err(invalid(&format!(
+                    "unknown option `{other}`; use `ro`, `rw` or `nocopy`"
+                )));
+            }
+        };
+        if read_only.is_some_and(|set| set != option_read_only) {
+            return Err(invalid("`ro` and `rw` exclude each other; keep one"));
+        }
+        read_only = Some(option_read_only);
+    }
+    let read_only = read_only.unwrap_or(false);
     if !target.starts_with('/') {
         return Err(invalid("the container path must be absolute"));
     }
@@ -103,6 +139,12 @@ pub fn parse_volume(value: &str) -> Result<(VolumeSource, String, bool), RunnerE
                 .map_err(|e| invalid(&format!("cannot read the current folder: {e}")))?
                 .join(path)
         };
+        if no_copy {
+            return Err(invalid(
+                "`nocopy` applies only to named volumes, and a host folder is never filled \
+                 from the image; drop `nocopy`",
+            ));
+        }
         VolumeSource::Host(absolute)
     } else {
         let valid = source
@@ -116,7 +158,12 @@ pub fn parse_volume(value: &str) -> Result<(VolumeSource, String, bool), RunnerE
         }
         VolumeSource::Named(source.to_string())
     };
-    Ok((source, target.to_string(), read_only))
+    Ok(VolumeSpec {
+        source,
+        target: target.to_string(),
+        read_only,
+        no_copy,
+    })
 }
 
 /// Parses `-p [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp]`. Without an IP
@@ -250,14 +297,14 @@ pub fn create(store: &Store, options: &RunOptions) -> Result<ContainerState, Run
     let image = crate::image::load_image(store, &options.image).map_err(image_error)?;
     let mut lowers: Vec<PathBuf> = Vec::new();
     for layer in image.state.layers.iter().rev() {
-        let path = store
-            .ensure_unpacked(&layer.descriptor, &layer.diff_id)
-            .map_err(|source| {
+        let path = crate::sandbox::unpack_layer(store, &layer.descriptor, &layer.diff_id).map_err(
+            |source| {
                 image_error(crate::BuildError::store(format!(
                     "unpack layer {}",
                     layer.diff_id
                 ))(source))
-            })?;
+            },
+        )?;
         let path = fs::canonicalize(&path)
             .map_err(|source| RunnerError::io("resolve the path", &path, source))?;
         if !lowers.contains(&path) {
@@ -382,35 +429,37 @@ pub fn create(store: &Store, options: &RunOptions) -> Result<ContainerState, Run
 
     let dir = containers.dir(&id);
     let mut volumes = Vec::new();
+    // Whether each volume gets the image's files at its target when empty.
+    let mut seeded = Vec::new();
     for value in &options.volumes {
-        let (source, target, read_only) = parse_volume(value)?;
-        let source = match source {
-            VolumeSource::Host(path) => path,
+        let spec = parse_volume(value)?;
+        let (source, seed) = match spec.source {
+            VolumeSource::Host(path) => (path, false),
             VolumeSource::Named(name) => {
                 let path = containers.volume_dir(&name);
                 fs::create_dir_all(&path)
                     .map_err(|source| RunnerError::io("create volume", &path, source))?;
-                path
+                (path, !spec.no_copy)
             }
         };
         volumes.push(VolumeMount {
             source,
-            target,
-            read_only,
+            target: spec.target,
+            read_only: spec.read_only,
         });
+        seeded.push(seed);
     }
     if let Some(paths) = config.get("Volumes").and_then(Value::as_object) {
         for (index, target) in paths.keys().enumerate() {
             if volumes.iter().any(|volume| volume.target == *target) {
                 continue;
             }
-            // NOTE: docker copies the image's files at the path into a new
-            // volume; this anonymous volume starts empty.
             volumes.push(VolumeMount {
                 source: dir.join("volumes").join(index.to_string()),
                 target: target.clone(),
                 read_only: false,
             });
+            seeded.push(true);
         }
     }
 
@@ -472,6 +521,18 @@ pub fn create(store: &Store, options: &RunOptions) -> Result<ContainerState, Run
                 .map_err(|source| RunnerError::io("set the mode of", &volume.source, source))?;
         }
     }
+    let image_root = RootView::new(state.lowers.clone());
+    for (volume, seed) in state.volumes.iter().zip(seeded) {
+        if !seed {
+            continue;
+        }
+        if let Err(error) = seed_volume(&image_root, &volume.target, &volume.source) {
+            if let Err(cleanup) = fs::remove_dir_all(&dir) {
+                tracing::warn!(path = %dir.display(), error = %cleanup, "failed to remove the container folder");
+            }
+            return Err(error);
+        }
+    }
     containers.save(&state)?;
     Ok(state)
 }
@@ -482,20 +543,40 @@ mod tests {
 
     #[test]
     fn volume_forms() {
-        let (source, target, ro) = parse_volume("/data:/srv:ro").unwrap();
-        assert_eq!(source, VolumeSource::Host(PathBuf::from("/data")));
-        assert_eq!(target, "/srv");
-        assert!(ro);
-        let (source, _, ro) = parse_volume("cache:/var/cache").unwrap();
-        assert_eq!(source, VolumeSource::Named("cache".to_string()));
-        assert!(!ro);
-        let (source, _, _) = parse_volume("./here:/x").unwrap();
-        assert!(matches!(source, VolumeSource::Host(path) if path.is_absolute()));
+        let spec = parse_volume("/data:/srv:ro").unwrap();
+        assert_eq!(spec.source, VolumeSource::Host(PathBuf::from("/data")));
+        assert_eq!(spec.target, "/srv");
+        assert!(spec.read_only);
+        assert!(!spec.no_copy);
+        let spec = parse_volume("cache:/var/cache").unwrap();
+        assert_eq!(spec.source, VolumeSource::Named("cache".to_string()));
+        assert!(!spec.read_only);
+        let spec = parse_volume("./here:/x").unwrap();
+        assert!(matches!(spec.source, VolumeSource::Host(path) if path.is_absolute()));
+    }
+
+    #[test]
+    fn volume_nocopy_option() {
+        let spec = parse_volume("cache:/var/cache:nocopy").unwrap();
+        assert!(spec.no_copy);
+        assert!(!spec.read_only);
+        let spec = parse_volume("cache:/var/cache:ro,nocopy").unwrap();
+        assert!(spec.no_copy);
+        assert!(spec.read_only);
+        let error = parse_volume("/host:/x:nocopy").unwrap_err().to_string();
+        assert!(error.contains("only to named volumes"), "{error}");
     }
 
     #[test]
     fn volume_errors_name_the_value() {
-        for value in ["/a", "/a:rel", "/a:/b:rx", "bad name:/x", ":/x"] {
+        for value in [
+            "/a",
+            "/a:rel",
+            "/a:/b:rx",
+            "/a:/b:ro,rw",
+            "bad name:/x",
+            ":/x",
+        ] {
             let error = parse_volume(value).unwrap_err().to_string();
             assert!(error.contains(&format!("`{value}`")), "{error}");
         }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::logs::{LogStream, LogWriter};
+use super::resize::{ResizeWatch, copy_window_size};
 use super::state::{ContainerState, Containers, ProcessId, Status, now};
 use super::{RunnerError, cgroup, forward};
 use crate::sandbox::{
@@ -198,24 +199,36 @@ struct Streams {
     outputs: Vec<(OwnedFd, LogStream)>,
     /// The pty master that receives attached input, and the input's source.
     input: Option<(OwnedFd, OwnedFd)>,
+    /// The pty master with `-t`, which receives window size changes.
+    pty: Option<OwnedFd>,
     /// The write end of a detached `-i` stdin, kept so the command does
     /// not see end of file.
     _held_stdin: Option<OwnedFd>,
 }
 
-fn streams(state: &ContainerState, attach: &mut Attach) -> io::Result<(Streams, LaunchIo)> {
+/// Returns a copy of the attached terminal whose window size the
+/// container's pty follows: standard output, else standard input, as long
+/// as it is a terminal.
+fn attached_terminal(attach: &Attach) -> Option<OwnedFd> {
+    [attach.stdout.as_ref(), attach.stdin.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|fd| rustix::termios::isatty(fd))
+        .and_then(|fd| fd.try_clone().ok())
+}
+
+fn streams(
+    state: &ContainerState,
+    attach: &mut Attach,
+    terminal: Option<BorrowedFd<'_>>,
+) -> io::Result<(Streams, LaunchIo)> {
     let null = || -> io::Result<OwnedFd> { Ok(fs::File::open("/dev/null")?.into()) };
     if state.tty {
         // The pty comes from the host's devpts, so the container sees its
-        // slave as /dev/console. NOTE: window size changes after the start
-        // are not passed on.
+        // slave as /dev/console.
         let (master, slave, path) = open_pty()?;
-        if let Some(size) = attach
-            .stdout
-            .as_ref()
-            .and_then(|out| rustix::termios::tcgetwinsize(out).ok())
-        {
-            let _ = rustix::termios::tcsetwinsize(&slave, size);
+        if let Some(terminal) = terminal {
+            copy_window_size(terminal, slave.as_fd());
         }
         let input = match (state.interactive, attach.stdin.take()) {
             (true, Some(source)) => Some((master.try_clone()?, source)),
@@ -230,6 +243,7 @@ fn streams(state: &ContainerState, attach: &mut Attach) -> io::Result<(Streams, 
             cgroup_procs: Vec::new(),
         };
         let streams = Streams {
+            pty: Some(master.try_clone()?),
             outputs: vec![(master, LogStream::Stdout)],
             input,
             _held_stdin: None,
@@ -263,6 +277,7 @@ fn streams(state: &ContainerState, attach: &mut Attach) -> io::Result<(Streams, 
             (stderr_read, LogStream::Stderr),
         ],
         input: None,
+        pty: None,
         _held_stdin: held,
     };
     Ok((streams, io))
@@ -323,7 +338,19 @@ fn run(
     containers.save(state)?;
     let sockets = forward::bind(&mut state.ports)?;
 
-    let (streams, mut io) = streams(state, &mut attach)
+    // The watch starts before the first size is read, so no change is lost.
+    let terminal = state.tty.then(|| attached_terminal(&attach)).flatten();
+    let resize = match &terminal {
+        Some(_) => match ResizeWatch::new() {
+            Ok(watch) => Some(watch),
+            Err(error) => {
+                tracing::warn!(id = %state.id, %error, "window size changes will not reach the container");
+                None
+            }
+        },
+        None => None,
+    };
+    let (streams, mut io) = streams(state, &mut attach, terminal.as_ref().map(AsFd::as_fd))
         .map_err(|e| RunnerError::io("set up the streams of", &dir, e))?;
     io.cgroup_procs = state
         .cgroups
@@ -364,6 +391,7 @@ fn run(
     let mut outputs: Vec<Option<(OwnedFd, LogStream)>> =
         streams.outputs.into_iter().map(Some).collect();
     let mut input = streams.input;
+    let pty = streams.pty;
     let mut init_exited = false;
     let mut buffer = vec![0u8; 64 * 1024];
     while !(init_exited && outputs.iter().all(Option::is_none)) {
@@ -381,6 +409,10 @@ fn run(
         });
         let watch_slot = watch.as_ref().map(|watch| {
             fds.push(pollfd(watch.fd()));
+            fds.len() - 1
+        });
+        let resize_slot = resize.as_ref().map(|resize| {
+            fds.push(pollfd(resize.fd()));
             fds.len() - 1
         });
         let pidfd_slot = (!init_exited).then(|| {
@@ -435,6 +467,14 @@ fn run(
                 if let Some(signal) = watch.take() {
                     tracing::debug!(signal, init_pid, "forwarding signal to the container");
                     launched.signal(signal);
+                }
+            }
+        }
+        if let (Some(slot), Some(resize)) = (resize_slot, resize.as_ref()) {
+            if fds[slot].revents != 0 && resize.take() {
+                if let (Some(terminal), Some(pty)) = (terminal.as_ref(), pty.as_ref()) {
+                    tracing::debug!(init_pid, "passing a window size change to the container");
+                    copy_window_size(terminal.as_fd(), pty.as_fd());
                 }
             }
         }

@@ -36,7 +36,8 @@ pub struct RunArgs {
     #[arg(short = 'i', long)]
     interactive: bool,
 
-    /// Give the command a terminal; Ctrl-C then goes to the command.
+    /// Give the command a terminal; Ctrl-C then goes to the command, and
+    /// the terminal follows the window size of forge's own terminal.
     #[arg(short = 't', long)]
     tty: bool,
 
@@ -73,10 +74,12 @@ pub struct RunArgs {
     #[arg(long)]
     hostname: Option<String>,
 
-    /// Mount a host path or named volume: SOURCE:TARGET[:ro]. A SOURCE
-    /// starting with `/` or `.` is a host path, anything else a volume
-    /// name kept in the store.
-    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]")]
+    /// Mount a host path or named volume: SOURCE:TARGET[:OPTIONS]. A
+    /// SOURCE starting with `/` or `.` is a host path, anything else a
+    /// volume name kept in the store. An empty named volume first gets the
+    /// image's files at TARGET. OPTIONS are `ro`, `rw` and `nocopy` (do not
+    /// copy the image's files), separated by commas.
+    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:OPTIONS]")]
     volume: Vec<String>,
 
     /// Network: `default` (own network namespace with loopback, reachable
