@@ -36,6 +36,33 @@ pub struct StoredImage {
     pub manifest_digest: String,
     /// Config, layers and history of the image.
     pub state: ImageState,
+    /// The `os` of the image config; empty when the config lacks it.
+    pub os: String,
+    /// The `architecture` of the image config; empty when the config
+    /// lacks it.
+    pub architecture: String,
+}
+
+/// The platform that forge builds for, as `OS/ARCH`.
+pub const BUILD_PLATFORM: &str = "linux/amd64";
+
+impl StoredImage {
+    /// Returns a warning when the config declares an os or architecture
+    /// other than [`BUILD_PLATFORM`], as BuildKit's
+    /// `InvalidBaseImagePlatform` check does. A config without either
+    /// field passes.
+    pub fn platform_warning(&self, name: &str) -> Option<String> {
+        if self.os.is_empty() && self.architecture.is_empty() {
+            return None;
+        }
+        let platform = format!("{}/{}", self.os, self.architecture);
+        if platform == BUILD_PLATFORM {
+            return None;
+        }
+        Some(format!(
+            "InvalidBaseImagePlatform: base image `{name}` is for platform \"{platform}\", but this build is for \"{BUILD_PLATFORM}\"; its programs run only where the host can execute {platform} binaries"
+        ))
+    }
 }
 
 /// Returns the name under which the store keeps `name`: docker's short
@@ -136,8 +163,17 @@ pub fn load_image(store: &Store, name: &str) -> Result<StoredImage> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    let config_text = |field: &str| {
+        image_config
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     Ok(StoredImage {
         manifest_digest: manifest_digest.to_string(),
+        os: config_text("os"),
+        architecture: config_text("architecture"),
         state: ImageState {
             config,
             layers: layers

@@ -798,3 +798,77 @@ fn no_cache_filter_limits_to_stage() {
     assert!(result.is_ok());
     assert_eq!(cache_results(&events), vec![(2, true), (4, false)]);
 }
+
+#[test]
+fn miss_reason_ignores_other_contexts() {
+    let fixture = Fixture::new();
+    fixture.write("f.txt", "one\n");
+    let dockerfile = "FROM scratch\nCOPY f.txt /f.txt\n";
+    fixture.build(dockerfile);
+
+    // Another project whose Dockerfile has the same relative name builds
+    // into the same store: its first build has nothing to compare with.
+    let other = fixture.context.with_file_name("other");
+    fs::create_dir(&other).expect("second context folder");
+    fs::write(other.join("f.txt"), "two\n").expect("context file");
+    let parsed = forge_parser::instructions::parse(dockerfile).expect("Dockerfile parses");
+    let context = Context::open(&other, None).expect("context opens");
+    let progress = RecordingProgress::default();
+    let builder = Builder {
+        store: &fixture.store,
+        context: Some(&context),
+        executor: None,
+        progress: &progress,
+    };
+    let options = BuildOptions {
+        dockerfile_name: "Dockerfile".into(),
+        ..BuildOptions::default()
+    };
+    builder.build(&parsed, &options).expect("build in the second context");
+    let events = progress.events();
+    assert_eq!(cache_results(&events), vec![(2, false)]);
+    assert_eq!(miss_reasons(&events), Vec::<String>::new());
+
+    // The first project still compares with its own latest build.
+    fixture.write("f.txt", "three\n");
+    let (result, events) = fixture.build_with(dockerfile, BuildOptions::default());
+    assert!(result.is_ok());
+    let reasons = miss_reasons(&events);
+    assert!(
+        reasons.iter().any(|reason| reason.contains("f.txt")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn cached_rebuild_rewrites_no_index() {
+    let fixture = Fixture::new();
+    fixture.write("f.txt", "f\n");
+    let dockerfile = "FROM scratch\nCOPY f.txt /f.txt\nENV A=1\n";
+    let options = || BuildOptions {
+        tags: vec!["app".into()],
+        ..BuildOptions::default()
+    };
+    let (first, _) = fixture.build_with(dockerfile, options());
+    assert!(first.is_ok());
+    let index = fixture.store.root().join("index.json");
+    let modified = |path: &std::path::Path| {
+        fs::metadata(path)
+            .and_then(|metadata| metadata.modified())
+            .expect("mtime")
+    };
+    let index_before = modified(&index);
+    let blobs = fs::read_dir(fixture.store.root().join("blobs/sha256"))
+        .expect("blob folder")
+        .count();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+
+    let (second, events) = fixture.build_with(dockerfile, options());
+    assert!(second.is_ok());
+    assert_eq!(cache_results(&events), vec![(2, true), (3, true)]);
+    assert_eq!(modified(&index), index_before, "index.json was rewritten");
+    let blobs_after = fs::read_dir(fixture.store.root().join("blobs/sha256"))
+        .expect("blob folder")
+        .count();
+    assert_eq!(blobs_after, blobs);
+}

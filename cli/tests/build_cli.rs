@@ -601,3 +601,243 @@ fn copy_keeps_file_capability() {
     assert!(listed.contains("cap_net_admin"), "getcap: {listed}");
     assert!(!listed.contains("cap_net_raw"), "getcap: {listed}");
 }
+
+#[test]
+fn compression_level_checked_before_build() {
+    let workspace = Workspace::new();
+    workspace.write("Dockerfile", "FROM scratch\nENV A=1\n");
+    let first = workspace.build(&[]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+
+    // Every step comes from the cache, so no layer is written, and the
+    // level is still rejected.
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--compression", "gzip", "--compression-level", "12"],
+            "invalid --compression-level 12: --compression gzip accepts levels 0 to 9",
+        ),
+        (
+            &["--compression", "zstd", "--compression-level", "30"],
+            "invalid --compression-level 30: --compression zstd accepts levels",
+        ),
+        (
+            &["--compression", "uncompressed", "--compression-level", "1"],
+            "--compression uncompressed accepts only level 0",
+        ),
+    ];
+    for (flags, message) in cases {
+        let output = workspace.build(flags);
+        expect_failure(&output, message);
+        assert!(
+            !text(&output.stderr).contains("Step 1/"),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+
+    let valid = workspace.build(&["--compression", "zstd", "--compression-level", "19"]);
+    assert!(valid.status.success(), "{}", text(&valid.stderr));
+}
+
+/// Imports a one-file root file system as `name`, declaring `platform`.
+fn import_tiny(workspace: &Workspace, name: &str, platform: &str) {
+    let rootfs = workspace.dir.path().join("rootfs");
+    fs::create_dir_all(rootfs.join("etc")).expect("rootfs folder");
+    fs::write(rootfs.join("etc/os-release"), "ID=tiny\n").expect("rootfs file");
+    let tar = workspace.dir.path().join(format!("{name}.tar"));
+    let made = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .expect("tar runs");
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let imported = workspace
+        .forge()
+        .arg("import")
+        .arg("--platform")
+        .arg(platform)
+        .arg(&tar)
+        .arg(name)
+        .output()
+        .expect("forge import runs");
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+}
+
+#[test]
+fn base_of_other_platform_warns() {
+    let workspace = Workspace::new();
+    import_tiny(&workspace, "armbase", "linux/arm64");
+    import_tiny(&workspace, "amdbase", "linux/amd64");
+
+    workspace.write("Dockerfile", "FROM armbase\nENV A=1\n");
+    let output = workspace.build(&["-t", "on-arm"]);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "[Warning] InvalidBaseImagePlatform: base image `armbase` is for platform \"linux/arm64\", but this build is for \"linux/amd64\""
+        ),
+        "{stderr}"
+    );
+
+    // The JSON progress carries the warning as an event.
+    let json = workspace
+        .forge()
+        .args(["build", "--progress", "json"])
+        .arg(workspace.context())
+        .output()
+        .expect("forge runs");
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let events = text(&json.stderr);
+    let warning = events
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|event| event.to_string().contains("InvalidBaseImagePlatform"));
+    assert!(warning.is_some(), "{events}");
+
+    workspace.write("Dockerfile", "FROM amdbase\nENV A=1\n");
+    let output = workspace.build(&[]);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("InvalidBaseImagePlatform"), "{stderr}");
+}
+
+#[test]
+fn run_without_changes_adds_no_layer() {
+    if !forge_testkit::require_root("run_without_changes_adds_no_layer") {
+        return;
+    }
+    let workspace = Workspace::new();
+    if !import_busybox(&workspace) {
+        return;
+    }
+    workspace.write("src/in.txt", "in\n");
+    fs::create_dir_all(workspace.context().join("empty")).expect("empty folder");
+    workspace.write(
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN true\n\
+         RUN --mount=type=cache,target=/var/cache/none true\n\
+         RUN --mount=type=bind,source=src,target=/mnt/deep/dir cat /mnt/deep/dir/in.txt\n\
+         RUN --mount=type=tmpfs,target=/scratch/t true\n\
+         RUN echo hi > /hi\n\
+         RUN true\n\
+         COPY empty/ /empty/\n\
+         WORKDIR /home\n\
+         WORKDIR /newdir\n",
+    );
+    let first = workspace.build(&["-t", "quiet-runs"]);
+    let stderr = text(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    // Only `RUN echo`, COPY and the WORKDIR that creates its folder print
+    // a layer id.
+    let ids = stderr
+        .lines()
+        .filter(|line| line.starts_with(" ---> ") && !line.contains("Cache miss"))
+        .count();
+    assert_eq!(ids, 3, "{stderr}");
+
+    let Some(config) = skopeo_config(&workspace.root(), "quiet-runs:latest") else {
+        return;
+    };
+    // busybox, RUN echo, COPY of the empty folder, WORKDIR /newdir.
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().cloned();
+    assert_eq!(diff_ids.as_ref().map(Vec::len), Some(4), "{config}");
+    let history = config["history"].as_array().cloned().unwrap_or_default();
+    let empty: Vec<(String, bool)> = history
+        .iter()
+        .skip(1)
+        .map(|entry| {
+            (
+                entry["created_by"].as_str().unwrap_or_default().to_string(),
+                entry["empty_layer"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    let flags: Vec<bool> = empty.iter().map(|(_, flag)| *flag).collect();
+    assert_eq!(
+        flags,
+        [true, true, true, true, false, true, false, true, false],
+        "{empty:?}"
+    );
+    let layers_in_history = history
+        .iter()
+        .filter(|entry| !entry["empty_layer"].as_bool().unwrap_or(false))
+        .count();
+    assert_eq!(Some(layers_in_history), diff_ids.as_ref().map(Vec::len));
+
+    // A rebuild from the cache gives the same image.
+    let second = workspace.build(&["-t", "quiet-runs"]);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert!(text(&second.stderr).contains(" ---> Using cache"));
+    assert_eq!(text(&first.stdout), text(&second.stdout));
+
+    // Mount points leave nothing behind, and the COPY created its folder.
+    if let Some(rootfs) = unpack_with_umoci(&workspace, "quiet-runs") {
+        assert_eq!(
+            fs::read_to_string(rootfs.join("hi")).ok().as_deref(),
+            Some("hi\n")
+        );
+        assert!(rootfs.join("empty").is_dir());
+        assert!(rootfs.join("newdir").is_dir());
+        assert!(!rootfs.join("mnt/deep").exists());
+        assert!(!rootfs.join("var/cache/none").exists());
+        assert!(!rootfs.join("scratch").exists());
+    }
+}
+
+#[test]
+fn oversized_dockerfile_is_rejected() {
+    let limit: u64 = 16 << 20;
+    let workspace = Workspace::new();
+    fs::create_dir_all(workspace.context()).expect("context");
+    let path = workspace.context().join("Dockerfile");
+    let file = fs::File::create(&path).expect("Dockerfile");
+    file.set_len(limit + 1).expect("sparse Dockerfile");
+    let output = workspace.build(&[]);
+    expect_failure(&output, &format!("({} bytes) is larger than", limit + 1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("Dockerfile"), "{stderr}");
+    assert!(stderr.contains("16 MiB"), "{stderr}");
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+
+    // With -f - and with a Dockerfile as the context on standard input.
+    let big = vec![b'#'; usize::try_from(limit).expect("limit fits") + 1];
+    for extra in [&["-f", "-"][..], &[]] {
+        let mut child = workspace
+            .forge()
+            .args(["build", "--progress", "plain"])
+            .args(extra)
+            .arg(if extra.is_empty() {
+                PathBuf::from("-")
+            } else {
+                workspace.context()
+            })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("forge starts");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = big.clone();
+        // forge stops reading at the limit, so the write may fail with a
+        // broken pipe.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output().expect("forge finishes");
+        writer.join().expect("writer thread");
+        expect_failure(
+            &output,
+            "the Dockerfile on standard input is larger than the limit of 16 MiB",
+        );
+        assert!(
+            text(&output.stderr).contains("16 MiB"),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+}

@@ -8,16 +8,21 @@
 //! write a fresh folder that becomes a layer, RUN runs through the
 //! [`StepExecutor`], and WORKDIR creates its directory.
 //!
-//! Layers: COPY, ADD and RUN always produce a layer, even an empty one, as
-//! BuildKit does. WORKDIR produces a layer only when the directory does not
-//! exist yet in the image; otherwise, like every config instruction, its
-//! history entry is marked `empty_layer`.
+//! Layers: COPY and ADD always produce a layer, even an empty one, as
+//! BuildKit does. RUN produces a layer only when the command changed a
+//! file, because BuildKit's image exporter drops empty layers. WORKDIR
+//! produces a layer only when the directory does not exist yet in the
+//! image. A step without a layer has its history entry marked
+//! `empty_layer`, and its cache entry records no layer, so a cached
+//! rebuild gives the same image.
 
+mod cache_seed;
 pub mod export;
+mod snapshotter;
 mod steps;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use forge_cache::layer::Compression;
@@ -175,6 +180,7 @@ impl Builder<'_> {
             hashes,
             lexer: Lexer::new(dockerfile.directives.escape),
             created: created_time(options.source_date_epoch),
+            copy_snapshots: std::sync::OnceLock::new(),
         };
 
         let mut results: BTreeMap<usize, StageResult> = BTreeMap::new();
@@ -188,7 +194,10 @@ impl Builder<'_> {
                 .collect::<Result<_>>()?;
             results.extend(built);
         }
+        // Only newly hashed files add entries, so without them the file on
+        // disk is already up to date.
         if let (Some(path), Some(_)) = (&options.hash_cache, self.context)
+            && run.hashes.hashed_files() > 0
             && let Err(error) = run.hashes.save(path)
         {
             tracing::warn!(path = %path.display(), %error, "cannot save the context hash cache");
@@ -291,6 +300,9 @@ struct BuildRun<'a> {
     hashes: HashCache,
     lexer: Lexer,
     created: String,
+    /// Why RUN steps use the copy snapshotter, once a step found overlay
+    /// unavailable or `FORGE_SNAPSHOTTER=copy` asked for it.
+    copy_snapshots: std::sync::OnceLock<String>,
 }
 
 impl BuildRun<'_> {
@@ -359,6 +371,11 @@ impl BuildRun<'_> {
                         },
                         other => other,
                     })?;
+                if let Some(message) = image.platform_warning(name) {
+                    self.builder
+                        .progress
+                        .event(ProgressEvent::Warning { message });
+                }
                 (image.state, image.manifest_digest)
             }
         };
@@ -488,6 +505,7 @@ impl BuildRun<'_> {
                 &mut expander,
                 &mut inputs,
                 done,
+                &id,
             )?),
         };
         if !matches!(instruction.kind, InstructionKind::Arg(_)) {
@@ -505,19 +523,23 @@ impl BuildRun<'_> {
 
         let key = inputs.key();
         let store = self.builder.store;
-        let record_key = last_build_key(&self.options.dockerfile_name, run.index, position);
+        let record_key = last_build_key(&self.record_identity(), run.index, position);
         let previous = store
             .get_step(&record_key)
             .ok()
             .flatten()
             .and_then(|entry| serde_json::from_value::<KeyInputs>(entry.config).ok());
-        let record = StepEntry {
-            layer: None,
-            diff_id: None,
-            config: serde_json::to_value(&inputs).unwrap_or(Value::Null),
-        };
-        if let Err(error) = store.put_step(&record_key, &record) {
-            tracing::warn!(%error, "cannot record the inputs of this build for miss explanations");
+        // An unchanged record is not written again, so that a build whose
+        // inputs did not change writes nothing here.
+        if previous.as_ref() != Some(&inputs) {
+            let record = StepEntry {
+                layer: None,
+                diff_id: None,
+                config: serde_json::to_value(&inputs).unwrap_or(Value::Null),
+            };
+            if let Err(error) = store.put_step(&record_key, &record) {
+                tracing::warn!(%error, "cannot record the inputs of this build for miss explanations");
+            }
         }
 
         let cached = if run.no_cache {
@@ -575,9 +597,7 @@ impl BuildRun<'_> {
                     run.state.config.apply(change);
                     layer
                 }
-                (None, Some(prepared)) => {
-                    Some(steps::execute(self, run, instruction, prepared, &id)?)
-                }
+                (None, Some(prepared)) => steps::execute(self, run, instruction, prepared, &id)?,
                 (None, None) => None,
             };
             let history = self.history_entry(run, instruction, layer.is_none());
@@ -664,6 +684,21 @@ impl BuildRun<'_> {
             .collect();
         args.extend(run.args.iter().cloned());
         args
+    }
+
+    /// Names the Dockerfile under which the inputs of its latest build
+    /// are kept. A Dockerfile without a path of its own (standard input)
+    /// is told apart by its context, so that builds of unrelated projects
+    /// are not compared with each other.
+    fn record_identity(&self) -> String {
+        let name = &self.options.dockerfile_name;
+        if Path::new(name).is_absolute() {
+            return name.clone();
+        }
+        match self.builder.context {
+            Some(context) => format!("{name} in {}", context.root().display()),
+            None => name.clone(),
+        }
     }
 
     /// Builds the history entry of a step as BuildKit writes it.

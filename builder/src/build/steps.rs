@@ -16,24 +16,26 @@ use forge_parser::instructions::{
 };
 use oci_spec::image::Descriptor;
 
+use super::cache_seed::{CacheSeed, seed_cache};
 use super::{BuildRun, StageResult, StageRun};
 use crate::cachekey::KeyInputs;
 use crate::config::{Expander, clean_path, command_argv, join_workdir};
-use crate::copy::{AddOptions, CopyPlan, CopyRequest, CopySource};
+use crate::copy::{AddOptions, CopyPlan, CopyRequest, CopySource, ScratchDir};
 use crate::error::{BuildError, Result};
 use crate::image::{self, ImageState, LayerRef};
 use crate::plan::{PROXY_ARGS, Source as FromSource};
 use crate::progress::{ProgressEvent, StepId, Stream};
 use crate::rootfs::RootView;
-use crate::sandbox::{OutputSink, RunMount, RunMountKind, RunSpec};
+use super::snapshotter::{self, Snapshotter};
+use crate::sandbox::{OutputSink, RunMount, RunMountKind, RunSpec, SandboxError};
 
 /// A COPY, ADD or RUN step, expanded and ready to execute.
 pub(super) enum Prepared {
     /// Files to copy over the stage's file system.
     Copy { plan: Box<CopyPlan>, root: RootView },
-    /// A command to run, without its upper and work folders yet, and the
-    /// privileges it runs with.
-    Run(Box<RunSpec>, Security),
+    /// A command to run, without its upper and work folders yet, the
+    /// privileges it runs with, and the cache mounts to seed before it runs.
+    Run(Box<RunSpec>, Security, Vec<CacheSeed>),
 }
 
 /// Returns the unpacked folders of `layers` as absolute paths, top first,
@@ -46,11 +48,9 @@ pub(super) enum Prepared {
 fn unpacked_lowers(build: &BuildRun<'_>, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
     let mut lowers: Vec<PathBuf> = Vec::with_capacity(layers.len());
     for layer in layers.iter().rev() {
-        let path = build
-            .builder
-            .store
-            .ensure_unpacked(&layer.descriptor, &layer.diff_id)
-            .map_err(BuildError::store(format!("unpack layer {}", layer.diff_id)))?;
+        let path =
+            crate::sandbox::unpack_layer(build.builder.store, &layer.descriptor, &layer.diff_id)
+                .map_err(BuildError::store(format!("unpack layer {}", layer.diff_id)))?;
         let path = absolute(path)?;
         if !lowers.contains(&path) {
             lowers.push(path);
@@ -82,6 +82,7 @@ pub(super) fn prepare(
     expander: &mut Expander<'_>,
     inputs: &mut KeyInputs,
     done: &BTreeMap<usize, StageResult>,
+    step: &StepId,
 ) -> Result<Prepared> {
     let error = |message: String| build.step_error(instruction, message);
     match &instruction.kind {
@@ -110,6 +111,7 @@ pub(super) fn prepare(
                 from.as_deref(),
                 inputs,
                 done,
+                step,
             )
         }
         InstructionKind::Add(add) => {
@@ -132,17 +134,52 @@ pub(super) fn prepare(
                 checksum,
                 keep_git_dir: add.keep_git_dir,
                 unpack: add.unpack,
+                ..git_options(build, &request.sources)?
             });
-            plan_copy(build, run, instruction, request, None, inputs, done)
+            plan_copy(build, run, instruction, request, None, inputs, done, step)
         }
-        InstructionKind::Run(command) => {
-            prepare_run(build, run, instruction, command, expander, inputs, done)
-        }
+        InstructionKind::Run(command) => prepare_run(
+            build,
+            run,
+            instruction,
+            command,
+            expander,
+            inputs,
+            done,
+            step,
+        ),
         _ => Err(error(format!(
             "{} is not a file-writing instruction",
             instruction.kind.keyword()
         ))),
     }
+}
+
+/// Returns the options of ADD's Git sources: a clone folder under the
+/// store's `forge/tmp` when a source is a Git repository, the `--ssh
+/// default` agent, the `--insecure-registry` hosts that plain `http://` may
+/// reach, and commit-time mtimes when SOURCE_DATE_EPOCH is set.
+fn git_options(build: &BuildRun<'_>, sources: &[String]) -> Result<AddOptions> {
+    if !sources.iter().any(|source| crate::copy::is_git(source)) {
+        return Ok(AddOptions::default());
+    }
+    let scratch = build
+        .builder
+        .store
+        .create_work_dir()
+        .map_err(BuildError::store("create a folder for a Git clone"))?;
+    Ok(AddOptions {
+        git_scratch: Some(std::sync::Arc::new(ScratchDir::adopt(scratch))),
+        ssh_auth_sock: build.options.ssh.get("default").map(Path::to_path_buf),
+        plain_http_hosts: build
+            .options
+            .base_puller
+            .as_ref()
+            .map(|puller| puller.client.config().insecure_registries.clone())
+            .unwrap_or_default(),
+        git_commit_mtime: build.options.source_date_epoch.is_some(),
+        ..AddOptions::default()
+    })
 }
 
 /// Expands the words of a COPY or ADD into a request.
@@ -198,6 +235,7 @@ fn mode_text(mode: &FileMode) -> String {
 }
 
 /// Resolves the source of a COPY or ADD and plans the files.
+#[allow(clippy::too_many_arguments)]
 fn plan_copy(
     build: &BuildRun<'_>,
     run: &StageRun,
@@ -206,6 +244,7 @@ fn plan_copy(
     from: Option<&str>,
     inputs: &mut KeyInputs,
     done: &BTreeMap<usize, StageResult>,
+    step: &StepId,
 ) -> Result<Prepared> {
     let root = root_view(build, &run.state)?;
     let source_root;
@@ -220,7 +259,7 @@ fn plan_copy(
             }
         },
         Some(from) => {
-            let (state, key) = source_image(build, run, instruction, from, done)?;
+            let (state, key) = source_image(build, run, instruction, from, done, step)?;
             inputs.flags.insert("from".into(), key);
             source_root = root_view(build, &state)?;
             CopySource::Root(&source_root)
@@ -248,13 +287,15 @@ fn plan_copy(
 }
 
 /// Returns the image state and key of a `--from` value: an earlier stage
-/// or an image in the store.
+/// or an image. An image missing from the store is pulled as a `FROM` base
+/// is, and with `--pull` it is resolved in the registry in any case.
 fn source_image(
     build: &BuildRun<'_>,
     run: &StageRun,
     instruction: &Instruction,
     from: &str,
     done: &BTreeMap<usize, StageResult>,
+    step: &StepId,
 ) -> Result<(ImageState, String)> {
     let source = match build.plan.resolve_source(from, run.index) {
         FromSource::Stage(index) => match done.get(&index) {
@@ -267,7 +308,7 @@ fn source_image(
             }
         },
         FromSource::Image(name) => {
-            let image = image::load_image(build.builder.store, &name).map_err(|error| {
+            let known_stages = || {
                 let stages: Vec<String> = build
                     .plan
                     .stages
@@ -275,14 +316,38 @@ fn source_image(
                     .take(run.index)
                     .map(|stage| stage.label())
                     .collect();
-                let known = if stages.is_empty() {
+                if stages.is_empty() {
                     "no stage comes before this one".to_string()
                 } else {
                     format!("earlier stages: {}", stages.join(", "))
-                };
+                }
+            };
+            if let Some(puller) = &build.options.base_puller {
+                crate::transfer::ensure_base(
+                    build.builder.store,
+                    puller,
+                    &name,
+                    build.builder.progress,
+                    step,
+                )
+                .map_err(|error| BuildError::Step {
+                    file: build.options.dockerfile_name.clone(),
+                    line: instruction.span.start,
+                    instruction: instruction.original.clone(),
+                    message: format!(
+                        "--from=`{from}` names no earlier stage ({}), and pulling the image `{name}` failed",
+                        known_stages()
+                    ),
+                    source: Some(Box::new(error)),
+                })?;
+            }
+            let image = image::load_image(build.builder.store, &name).map_err(|error| {
                 build.step_error(
                     instruction,
-                    format!("--from=`{from}` names no earlier stage ({known}), and {error}"),
+                    format!(
+                        "--from=`{from}` names no earlier stage ({}), and {error}",
+                        known_stages()
+                    ),
                 )
             })?;
             (image.state, image.manifest_digest)
@@ -292,6 +357,7 @@ fn source_image(
 }
 
 /// Expands a RUN step into a sandbox spec.
+#[allow(clippy::too_many_arguments)]
 fn prepare_run(
     build: &BuildRun<'_>,
     run: &StageRun,
@@ -300,6 +366,7 @@ fn prepare_run(
     expander: &mut Expander<'_>,
     inputs: &mut KeyInputs,
     done: &BTreeMap<usize, StageResult>,
+    step: &StepId,
 ) -> Result<Prepared> {
     let error = |message: String| build.step_error(instruction, message);
     let network = match &command.network {
@@ -333,7 +400,16 @@ fn prepare_run(
         Security::Sandbox
     };
 
-    let mounts = resolve_mounts(build, run, instruction, command, expander, inputs, done)?;
+    let (mounts, seeds) = resolve_mounts(
+        build,
+        run,
+        instruction,
+        command,
+        expander,
+        inputs,
+        done,
+        step,
+    )?;
 
     let config = &run.state.config;
     let argv = match (&command.command, command.heredocs.first()) {
@@ -399,34 +475,41 @@ fn prepare_run(
             mounts,
         }),
         security,
+        seeds,
     ))
 }
 
-/// Executes a prepared step and returns its layer.
+/// Executes a prepared step and returns its layer. A RUN that leaves its
+/// upper folder empty returns `None`: BuildKit's image exporter drops such
+/// an empty layer and marks the history entry `empty_layer`. COPY and ADD
+/// always return a layer, as in BuildKit, even when they copy an empty
+/// folder.
 pub(super) fn execute(
     build: &BuildRun<'_>,
     run: &StageRun,
     instruction: &Instruction,
     prepared: Prepared,
     id: &StepId,
-) -> Result<LayerRef> {
+) -> Result<Option<LayerRef>> {
     let store = build.builder.store;
     let upper = store
         .create_work_dir()
         .map_err(BuildError::store("create a work folder"))?;
     match prepared {
         Prepared::Copy { plan, root } => {
-            plan.apply(&upper, &root)
-                .map_err(|error| BuildError::Step {
+            if let Err(error) = plan.apply(&upper, &root) {
+                remove_quietly(&upper);
+                return Err(BuildError::Step {
                     file: build.options.dockerfile_name.clone(),
                     line: instruction.span.start,
                     instruction: instruction.original.clone(),
                     message: error.to_string(),
                     source: None,
-                })?;
-            snapshot(build, instruction, &upper, DiffKind::Plain)
+                });
+            }
+            snapshot(build, instruction, &upper, DiffKind::Plain).map(Some)
         }
-        Prepared::Run(mut spec, security) => {
+        Prepared::Run(mut spec, security, seeds) => {
             let Some(executor) = build.builder.executor else {
                 remove_quietly(&upper);
                 return Err(build.step_error(
@@ -434,6 +517,19 @@ pub(super) fn execute(
                     "RUN is not supported yet in this build: no sandbox executor is configured",
                 ));
             };
+            for seed in &seeds {
+                if let Err(error) = seed_cache(build, instruction, seed) {
+                    remove_quietly(&upper);
+                    return Err(error);
+                }
+            }
+            let snapshotter = Snapshotter::from_env().map_err(|message| {
+                remove_quietly(&upper);
+                build.step_error(instruction, message)
+            })?;
+            if snapshotter == Snapshotter::Copy {
+                copy_snapshots_because(build, "FORGE_SNAPSHOTTER=copy".to_string());
+            }
             let work = store
                 .create_work_dir()
                 .map_err(BuildError::store("create a work folder"))?;
@@ -446,10 +542,26 @@ pub(super) fn execute(
                 stdout: Vec::new(),
                 stderr: Vec::new(),
             };
-            let outcome = executor.run_with_security(&spec, security, &mut sink);
+            let mut copy_root = None;
+            let outcome = if build.copy_snapshots.get().is_some() {
+                run_on_copy(build, executor, &spec, security, &mut sink, &mut copy_root)
+            } else {
+                match executor.run_with_security(&spec, security, &mut sink) {
+                    Err(SandboxError::Setup { step, source, .. })
+                        if step.starts_with("mount overlay") =>
+                    {
+                        copy_snapshots_because(build, format!("mounting it failed: {source}"));
+                        run_on_copy(build, executor, &spec, security, &mut sink, &mut copy_root)
+                    }
+                    result => result,
+                }
+            };
             sink.flush();
             remove_quietly(&work);
             let outcome = outcome.map_err(|error| {
+                if let Some((root, _)) = &copy_root {
+                    remove_quietly(root);
+                }
                 remove_quietly(&upper);
                 BuildError::Step {
                     file: build.options.dockerfile_name.clone(),
@@ -460,6 +572,9 @@ pub(super) fn execute(
                 }
             })?;
             if !outcome.success() {
+                if let Some((root, _)) = &copy_root {
+                    remove_quietly(root);
+                }
                 remove_quietly(&upper);
                 let status = match (outcome.exit_code, outcome.signal) {
                     (Some(code), _) => format!("exit code {code}"),
@@ -479,9 +594,76 @@ pub(super) fn execute(
                     ),
                 ));
             }
-            snapshot(build, instruction, &upper, DiffKind::Overlay)
+            if let Some((root, copied)) = &copy_root {
+                let diff = snapshotter::write_diff(&spec.lowers, root, copied, &upper);
+                remove_quietly(root);
+                diff.map_err(|source| {
+                    remove_quietly(&upper);
+                    BuildError::Io {
+                        action: "compare the root file system copy with the parent layers",
+                        path: root.clone(),
+                        source,
+                    }
+                })?;
+            }
+            // The sandbox creates missing mount points in a lower layer of
+            // its own, so an empty upper folder means the command changed
+            // nothing. The layer format has no entry for the root folder,
+            // so a change to the root's own mode is not kept either way.
+            if is_empty_dir(&upper)? {
+                remove_quietly(&upper);
+                return Ok(None);
+            }
+            snapshot(build, instruction, &upper, DiffKind::Overlay).map(Some)
         }
     }
+}
+
+/// Switches the build's RUN steps to the copy snapshotter and warns once.
+fn copy_snapshots_because(build: &BuildRun<'_>, reason: String) {
+    if build.copy_snapshots.set(reason.clone()).is_ok() {
+        build.builder.progress.event(ProgressEvent::Warning {
+            message: format!(
+                "overlay is not available ({reason}); RUN steps copy the root file system instead, which is slower"
+            ),
+        });
+    }
+}
+
+/// Runs `spec` on a copy of its parent layers. `copy_root` receives the
+/// copy and what [`snapshotter::write_diff`] needs about it.
+fn run_on_copy(
+    build: &BuildRun<'_>,
+    executor: &dyn crate::executor::StepExecutor,
+    spec: &RunSpec,
+    security: Security,
+    sink: &mut LineSink<'_>,
+    copy_root: &mut Option<(PathBuf, snapshotter::CopiedRoot)>,
+) -> std::result::Result<crate::sandbox::RunOutcome, SandboxError> {
+    let copy_error = |path: &Path, source: std::io::Error| SandboxError::Prepare {
+        command: spec.argv.join(" "),
+        action: "copy the parent layers into".to_string(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let root = build
+        .builder
+        .store
+        .create_work_dir()
+        .map_err(|error| copy_error(Path::new("forge/tmp"), std::io::Error::other(error)))?;
+    let root = fs::canonicalize(&root).map_err(|source| copy_error(&root, source))?;
+    let copied = match snapshotter::copy_merged(&spec.lowers, &root) {
+        Ok(copied) => copied,
+        Err(source) => {
+            remove_quietly(&root);
+            return Err(copy_error(&root, source));
+        }
+    };
+    let mut copy_spec = spec.clone();
+    copy_spec.upper = root.clone();
+    copy_spec.work = PathBuf::new();
+    *copy_root = Some((root, copied));
+    executor.run_with_security(&copy_spec, security, sink)
 }
 
 /// Creates the directory of a WORKDIR in a new layer when the image lacks
@@ -636,6 +818,9 @@ fn snapshot(
         level: build.options.compression_level,
         source_date_epoch: build.options.source_date_epoch,
         kind,
+        // Without root the folder holds host ids of the sandbox's user
+        // namespace, and the layer records the container ids they stand for.
+        id_map: crate::sandbox::rootless_id_map(),
     };
     let mut writer = store
         .blob_writer()
@@ -658,6 +843,15 @@ fn snapshot(
         descriptor: Descriptor::new(written.media_type, written.size, written.digest),
         diff_id: written.diff_id,
     })
+}
+
+fn is_empty_dir(dir: &Path) -> Result<bool> {
+    let mut entries = fs::read_dir(dir).map_err(|source| BuildError::Io {
+        action: "read the folder",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(entries.next().is_none())
 }
 
 fn remove_quietly(dir: &Path) {
@@ -725,10 +919,12 @@ impl OutputSink for LineSink<'_> {
     }
 }
 
-/// Resolves the `--mount` flags of a RUN into sandbox mounts, and records
-/// what each one contributes to the cache key: the content digest of a
-/// bind mount from the context, the key of a stage or image bound from,
-/// and the identity of cache and tmpfs mounts.
+/// Resolves the `--mount` flags of a RUN into sandbox mounts and the cache
+/// mounts to seed from a stage or image, and records what each mount
+/// contributes to the cache key: the content digest of a bind mount from
+/// the context, the key of a stage or image bound or seeded from, and the
+/// identity of cache and tmpfs mounts.
+#[allow(clippy::too_many_arguments)]
 fn resolve_mounts(
     build: &BuildRun<'_>,
     run: &StageRun,
@@ -737,10 +933,12 @@ fn resolve_mounts(
     expander: &mut Expander<'_>,
     inputs: &mut KeyInputs,
     done: &BTreeMap<usize, StageResult>,
-) -> Result<Vec<RunMount>> {
+    step: &StepId,
+) -> Result<(Vec<RunMount>, Vec<CacheSeed>)> {
     let error = |message: String| build.step_error(instruction, message);
     let workdir = run.state.config.workdir();
     let mut mounts = Vec::new();
+    let mut seeds = Vec::new();
     let mut described = Vec::new();
 
     for mount in &command.mounts {
@@ -792,7 +990,7 @@ fn resolve_mounts(
                         context.root().join(source_path.trim_start_matches('/'))
                     }
                     Some(from) => {
-                        let (state, key) = source_image(build, run, instruction, from, done)?;
+                        let (state, key) = source_image(build, run, instruction, from, done, step)?;
                         described.push(format!("bind {key}:{source_path}"));
                         // NOTE: a directory is bound from the top layer
                         // that contains it, so content that lower layers
@@ -830,11 +1028,41 @@ fn resolve_mounts(
                     .clone()
                     .or_else(|| target.clone())
                     .unwrap_or_default();
+                // A cache seeded from a stage or image is a separate cache
+                // for each stage key or image digest and source path, as
+                // BuildKit keeps one per id and snapshot of `from`.
+                let (identity, seed) = match &mount.from {
+                    None => {
+                        described.push(format!("cache {id}"));
+                        (id.clone(), None)
+                    }
+                    Some(from) => {
+                        let source_path = clean_path(mount.source.as_deref().unwrap_or("/"));
+                        let (key, image) =
+                            cache_source(build, run, instruction, from, &source_path, done, step)?;
+                        described.push(format!("cache {id} from {key}:{source_path}"));
+                        (
+                            format!("{id}\n{key}:{source_path}"),
+                            Some((image, source_path)),
+                        )
+                    }
+                };
                 let name = {
                     use sha2::Digest as _;
-                    hex::encode(sha2::Sha256::digest(id.as_bytes()))
+                    hex::encode(sha2::Sha256::digest(identity.as_bytes()))
                 };
-                described.push(format!("cache {id}"));
+                if let Some((image, source)) = seed {
+                    seeds.push(CacheSeed {
+                        folder: root.join(&name),
+                        image,
+                        source,
+                    });
+                }
+                // NOTE: with `from`, the cache folder takes the owner and
+                // mode of the source directory and `uid`, `gid` and `mode`
+                // are not used. BuildKit ignores them too when `source` is
+                // not `/`, but with `source=/` it mounts a `/cache` folder
+                // that it creates in `from` with them.
                 RunMountKind::Cache {
                     source: root.join(name),
                     uid: mount.uid.unwrap_or(0),
@@ -899,7 +1127,40 @@ fn resolve_mounts(
             .flags
             .insert("mounts".into(), serde_json::json!(described).to_string());
     }
-    Ok(mounts)
+    Ok((mounts, seeds))
+}
+
+/// Returns the key and file system of the stage or image that a cache
+/// mount's `from` names, after checking that `source` is a directory in it.
+/// An image missing from the store is pulled as for a bind mount.
+#[allow(clippy::too_many_arguments)]
+fn cache_source(
+    build: &BuildRun<'_>,
+    run: &StageRun,
+    instruction: &Instruction,
+    from: &str,
+    source: &str,
+    done: &BTreeMap<usize, StageResult>,
+    step: &StepId,
+) -> Result<(String, RootView)> {
+    let error = |message: String| build.step_error(instruction, message);
+    let (state, key) = source_image(build, run, instruction, from, done, step)?;
+    let view = root_view(build, &state)?;
+    let lookup_error = |io_error: std::io::Error| {
+        error(format!(
+            "cannot look up cache mount source `{source}` in `{from}`: {io_error}"
+        ))
+    };
+    let resolved = view.canonical_path(source).map_err(lookup_error)?;
+    match view.lstat(&resolved).map_err(lookup_error)? {
+        Some((_, metadata)) if metadata.is_dir() => Ok((key, view)),
+        Some(_) => Err(error(format!(
+            "cache mount source `{source}` in `{from}` is not a directory; set source= to a directory"
+        ))),
+        None => Err(error(format!(
+            "cache mount source `{source}` does not exist in `{from}`"
+        ))),
+    }
 }
 
 /// Returns the sandbox mount of secret or SSH agent `id`, or `None` when

@@ -126,7 +126,8 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     compression: CompressionArg,
 
-    /// Compression level of new layers (gzip 0-9, zstd 1-22).
+    /// Compression level of new layers: gzip 0-9 (default 6), zstd up to
+    /// 22 (default 3; negative levels are zstd's fast modes).
     #[arg(long, value_name = "LEVEL")]
     compression_level: Option<i32>,
 
@@ -154,9 +155,23 @@ enum CompressionArg {
     Uncompressed,
 }
 
+impl CompressionArg {
+    fn compression(self) -> Compression {
+        match self {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+            CompressionArg::Uncompressed => Compression::None,
+        }
+    }
+}
+
+/// Largest Dockerfile that `forge build` reads, in bytes (16 MiB).
+const MAX_DOCKERFILE_SIZE: u64 = 16 << 20;
+
 /// Runs `forge build`.
 pub fn run(globals: &Globals, args: &BuildArgs) -> anyhow::Result<()> {
     check_unsupported(args)?;
+    check_compression_level(args)?;
     let store = globals.open_store()?;
     let _lease = store
         .lease()
@@ -231,11 +246,7 @@ fn build_in(
         tags: args.tags.clone(),
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),
-        compression: match args.compression {
-            CompressionArg::Gzip => Compression::Gzip,
-            CompressionArg::Zstd => Compression::Zstd,
-            CompressionArg::Uncompressed => Compression::None,
-        },
+        compression: args.compression.compression(),
         compression_level: args.compression_level,
         source_date_epoch: args.source_date_epoch,
         hash_cache: unpacked
@@ -379,18 +390,86 @@ fn check_unsupported(args: &BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rejects a `--compression-level` outside the range of `--compression`
+/// before any work, so that a build whose layers all come from the cache
+/// rejects it too.
+fn check_compression_level(args: &BuildArgs) -> anyhow::Result<()> {
+    let Some(level) = args.compression_level else {
+        return Ok(());
+    };
+    let compression = args.compression.compression();
+    let (min, max) = compression.level_range();
+    if level < min || level > max {
+        let name = match args.compression {
+            CompressionArg::Gzip => "gzip",
+            CompressionArg::Zstd => "zstd",
+            CompressionArg::Uncompressed => "uncompressed",
+        };
+        if min == max {
+            bail!(
+                "invalid --compression-level {level}: --compression {name} accepts only level {min}; drop --compression-level or pick another --compression"
+            );
+        }
+        bail!(
+            "invalid --compression-level {level}: --compression {name} accepts levels {min} to {max}; pass a level in that range"
+        );
+    }
+    Ok(())
+}
+
+/// Reads at most [`MAX_DOCKERFILE_SIZE`] bytes of a Dockerfile from
+/// `input`, and fails naming `name` when it contains more.
+fn read_limited(input: impl Read, name: &str) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    input
+        .take(MAX_DOCKERFILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("failed to read {name}"))?;
+    if bytes.len() as u64 > MAX_DOCKERFILE_SIZE {
+        bail!(too_large(name, None));
+    }
+    Ok(bytes)
+}
+
+/// Formats the error for a Dockerfile over [`MAX_DOCKERFILE_SIZE`]. `size`
+/// is its length when known.
+fn too_large(name: &str, size: Option<u64>) -> String {
+    let size = size
+        .map(|size| format!(" ({size} bytes)"))
+        .unwrap_or_default();
+    format!(
+        "{name}{size} is larger than the limit of 16 MiB ({MAX_DOCKERFILE_SIZE} bytes) for a Dockerfile; check that this is the Dockerfile you meant, or pass another with -f FILE"
+    )
+}
+
+/// Reads a Dockerfile from `path`, checking its size before reading.
+fn read_dockerfile_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let cannot_read = || {
+        format!(
+            "failed to read Dockerfile `{}`; pass its path with -f FILE",
+            path.display()
+        )
+    };
+    let file = std::fs::File::open(path).with_context(cannot_read)?;
+    let name = format!("Dockerfile `{}`", path.display());
+    let size = file.metadata().with_context(cannot_read)?.len();
+    if size > MAX_DOCKERFILE_SIZE {
+        bail!(too_large(&name, Some(size)));
+    }
+    // The size check above does not cover pipes and devices, and a file
+    // can grow after it, so the read is bounded too.
+    read_limited(file, &name)
+}
+
 /// Reads the Dockerfile. Returns its name for messages, its text and,
 /// when it lies inside the context, its path relative to the context.
 fn read_dockerfile(
     file: Option<&Path>,
     context: &Path,
 ) -> anyhow::Result<(String, String, Option<PathBuf>)> {
-    let (path, bytes) = match file {
+    let path = match file {
         Some(path) if path == Path::new("-") => {
-            let mut bytes = Vec::new();
-            io::stdin()
-                .read_to_end(&mut bytes)
-                .context("failed to read the Dockerfile from standard input")?;
+            let bytes = read_limited(io::stdin(), "the Dockerfile on standard input")?;
             let text = String::from_utf8(bytes).map_err(|_| {
                 anyhow::anyhow!(
                     "the Dockerfile on standard input is not valid UTF-8; save it as UTF-8"
@@ -398,19 +477,10 @@ fn read_dockerfile(
             })?;
             return Ok(("<stdin>".to_string(), text, None));
         }
-        Some(path) => (path.to_path_buf(), std::fs::read(path)),
-        None => {
-            let path = context.join("Dockerfile");
-            let bytes = std::fs::read(&path);
-            (path, bytes)
-        }
+        Some(path) => path.to_path_buf(),
+        None => context.join("Dockerfile"),
     };
-    let bytes = bytes.with_context(|| {
-        format!(
-            "failed to read Dockerfile `{}`; pass its path with -f FILE",
-            path.display()
-        )
-    })?;
+    let bytes = read_dockerfile_file(&path)?;
     let text = String::from_utf8(bytes).map_err(|_| {
         anyhow::anyhow!(
             "Dockerfile `{}` is not valid UTF-8; save it as UTF-8",
@@ -527,8 +597,8 @@ fn unpack_archive(input: Box<dyn Read + Send>, dir: &Path) -> anyhow::Result<()>
     Ok(())
 }
 
-fn write_dockerfile(mut input: impl Read, dir: &Path) -> anyhow::Result<()> {
-    let mut file = std::fs::File::create(dir.join("Dockerfile"))?;
-    io::copy(&mut input, &mut file)?;
+fn write_dockerfile(input: impl Read, dir: &Path) -> anyhow::Result<()> {
+    let bytes = read_limited(input, "the Dockerfile on standard input")?;
+    std::fs::write(dir.join("Dockerfile"), bytes)?;
     Ok(())
 }
