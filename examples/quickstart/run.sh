@@ -8,12 +8,13 @@
 # image's entrypoint)
 #
 # Environment:
-#   FORGE        forge binary (default: target/release/forge, built with
-#                cargo when missing)
+#   FORGE        forge binary (default: target/release/forge, else `forge`
+#                on PATH, else target/release/forge built with cargo)
 #   FORGE_ROOT   store to use and keep; default: a temporary store that is
 #                removed at exit
 #
-# Needs busybox-static, and podman and runc when forge has no `run`.
+# Needs busybox-static (installed with apt-get when missing and run as
+# root), and podman and runc when forge has no `run`.
 # Tested as root; without root forge and podman use user namespaces,
 # which need uidmap.
 set -euo pipefail
@@ -30,7 +31,9 @@ step() {
 # 1. forge itself.
 if [ -z "${FORGE:-}" ]; then
   FORGE=${CARGO_TARGET_DIR:-$repo/target}/release/forge
-  if [ ! -x "$FORGE" ]; then
+  if [ ! -x "$FORGE" ] && command -v forge >/dev/null; then
+    FORGE=$(command -v forge)
+  elif [ ! -x "$FORGE" ]; then
     step "cargo build --release"
     (cd "$repo" && cargo build --release -p forge-cli)
   fi
@@ -41,6 +44,12 @@ forge() {
 }
 
 # 2. A busybox base image, made without a registry.
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  step "apt-get install busybox-static"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends busybox-static \
+    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends busybox-static; }
+fi
 step "forge import busybox"
 "$repo/testdata/busybox-rootfs.sh" "$work/busybox.tar"
 forge import "$work/busybox.tar" busybox
