@@ -50,7 +50,8 @@ impl Workspace {
         self.path("context")
     }
 
-    /// Returns the folders of the store's cache mounts.
+    /// Returns the folders of the store's cache mounts, without the lock
+    /// files next to them.
     fn cache_folders(&self) -> BTreeSet<PathBuf> {
         let root = self.path("store/forge/cache-mounts");
         let Ok(entries) = fs::read_dir(&root) else {
@@ -58,6 +59,7 @@ impl Workspace {
         };
         entries
             .map(|entry| entry.expect("cache mount entry").path())
+            .filter(|path| path.is_dir())
             .collect()
     }
 

@@ -17,6 +17,7 @@
 //! rebuild gives the same image.
 
 mod cache_seed;
+mod cache_sharing;
 pub mod export;
 mod snapshotter;
 mod steps;

@@ -12,11 +12,13 @@ use std::path::{Path, PathBuf};
 use forge_cache::layer::{DiffKind, WriteOptions, write_layer};
 use forge_parser::instructions::{
     CommandLine, Expandable, FileMode, Instruction, InstructionKind, Mount, MountType, Network,
-    Security, Source,
+    Security, Sharing, Source,
 };
 use oci_spec::image::Descriptor;
 
 use super::cache_seed::{CacheSeed, seed_cache};
+use super::cache_sharing::{CacheClaim, lock_cache_mounts};
+use super::snapshotter::{self, Snapshotter};
 use super::{BuildRun, StageResult, StageRun};
 use crate::cachekey::KeyInputs;
 use crate::config::{Expander, clean_path, command_argv, join_workdir};
@@ -26,7 +28,6 @@ use crate::image::{self, ImageState, LayerRef};
 use crate::plan::{PROXY_ARGS, Source as FromSource};
 use crate::progress::{ProgressEvent, StepId, Stream};
 use crate::rootfs::RootView;
-use super::snapshotter::{self, Snapshotter};
 use crate::sandbox::{OutputSink, RunMount, RunMountKind, RunSpec, SandboxError};
 
 /// A COPY, ADD or RUN step, expanded and ready to execute.
@@ -34,8 +35,9 @@ pub(super) enum Prepared {
     /// Files to copy over the stage's file system.
     Copy { plan: Box<CopyPlan>, root: RootView },
     /// A command to run, without its upper and work folders yet, the
-    /// privileges it runs with, and the cache mounts to seed before it runs.
-    Run(Box<RunSpec>, Security, Vec<CacheSeed>),
+    /// privileges it runs with, the cache mounts to seed before it runs,
+    /// and the cache mounts to lock while it runs.
+    Run(Box<RunSpec>, Security, Vec<CacheSeed>, Vec<CacheClaim>),
 }
 
 /// Returns the unpacked folders of `layers` as absolute paths, top first,
@@ -400,7 +402,7 @@ fn prepare_run(
         Security::Sandbox
     };
 
-    let (mounts, seeds) = resolve_mounts(
+    let (mounts, seeds, claims) = resolve_mounts(
         build,
         run,
         instruction,
@@ -476,6 +478,7 @@ fn prepare_run(
         }),
         security,
         seeds,
+        claims,
     ))
 }
 
@@ -509,7 +512,7 @@ pub(super) fn execute(
             }
             snapshot(build, instruction, &upper, DiffKind::Plain).map(Some)
         }
-        Prepared::Run(mut spec, security, seeds) => {
+        Prepared::Run(mut spec, security, mut seeds, claims) => {
             let Some(executor) = build.builder.executor else {
                 remove_quietly(&upper);
                 return Err(build.step_error(
@@ -517,6 +520,18 @@ pub(super) fn execute(
                     "RUN is not supported yet in this build: no sandbox executor is configured",
                 ));
             };
+            // The locks stay held until the sandbox has exited.
+            let leases = lock_cache_mounts(build, instruction, id, &claims).inspect_err(|_| {
+                remove_quietly(&upper);
+            })?;
+            for mount in &mut spec.mounts {
+                if let RunMountKind::Cache { source, .. } = &mut mount.kind {
+                    *source = leases.folder(source).to_path_buf();
+                }
+            }
+            for seed in &mut seeds {
+                seed.folder = leases.folder(&seed.folder).to_path_buf();
+            }
             for seed in &seeds {
                 if let Err(error) = seed_cache(build, instruction, seed) {
                     remove_quietly(&upper);
@@ -557,6 +572,7 @@ pub(super) fn execute(
                 }
             };
             sink.flush();
+            drop(leases);
             remove_quietly(&work);
             let outcome = outcome.map_err(|error| {
                 if let Some((root, _)) = &copy_root {
@@ -934,11 +950,12 @@ fn resolve_mounts(
     inputs: &mut KeyInputs,
     done: &BTreeMap<usize, StageResult>,
     step: &StepId,
-) -> Result<(Vec<RunMount>, Vec<CacheSeed>)> {
+) -> Result<(Vec<RunMount>, Vec<CacheSeed>, Vec<CacheClaim>)> {
     let error = |message: String| build.step_error(instruction, message);
     let workdir = run.state.config.workdir();
     let mut mounts = Vec::new();
     let mut seeds = Vec::new();
+    let mut claims = Vec::new();
     let mut described = Vec::new();
 
     for mount in &command.mounts {
@@ -1051,6 +1068,11 @@ fn resolve_mounts(
                     use sha2::Digest as _;
                     hex::encode(sha2::Sha256::digest(identity.as_bytes()))
                 };
+                claims.push(CacheClaim {
+                    folder: root.join(&name),
+                    id: id.clone(),
+                    sharing: mount.sharing.unwrap_or(Sharing::Shared),
+                });
                 if let Some((image, source)) = seed {
                     seeds.push(CacheSeed {
                         folder: root.join(&name),
@@ -1127,7 +1149,7 @@ fn resolve_mounts(
             .flags
             .insert("mounts".into(), serde_json::json!(described).to_string());
     }
-    Ok((mounts, seeds))
+    Ok((mounts, seeds, claims))
 }
 
 /// Returns the key and file system of the stage or image that a cache
