@@ -20,6 +20,7 @@ DOCKER_SOCK=$DOCKER_HOME/docker.sock
 # the same names from its own store, where setup.sh imports them.
 BASE_SMALL=$REG/bench/busybox:latest
 BASE_MANY=$REG/bench/busybox-many:latest
+BASE_DEBIAN=$REG/bench/debian:bookworm
 MANY_FILES=${BENCH_MANY_FILES:-100000}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -156,5 +157,8 @@ forge_fresh_root() {
   forge_cli "$root" import "$STATE/base/busybox.tar" "$BASE_SMALL" >/dev/null
   if [ "${2:-}" = many ]; then
     forge_cli "$root" import "$STATE/base/busybox-many.tar" "$BASE_MANY" >/dev/null
+  fi
+  if [ "${2:-}" = debian ]; then
+    forge_cli "$root" pull "$BASE_DEBIAN" >/dev/null
   fi
 }

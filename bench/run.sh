@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Times forge against buildah and BuildKit, as root, after bench/setup.sh.
 #
-# Usage: bench/run.sh [scenario...]     default: nochange export snapshot full push
+# Usage: bench/run.sh [scenario...]     default: nochange export snapshot full push multistage
 #   nochange  dockerfiles/nochange.Dockerfile over a 2,000-file context: one
 #             cold build per tool, then no-change rebuilds
 #   export    forge building a 1 GiB layer (COPY big.bin /, a fresh store per
 #             run) against `gzip -6` of the same layer tar on one core
 #   snapshot  one RUN whose cache a new build argument busts, over the
 #             busybox base and over busybox plus 100,000 files
-#   full      dockerfiles/full.Dockerfile: cold builds, then cached rebuilds
+#   full      dockerfiles/full.Dockerfile: cold builds, cached rebuilds, then
+#             rebuilds after one context file changed
 #   push      push and re-push of an image with a 200 MiB layer to a fresh
 #             registry: forge push, buildah push, skopeo copy; skipped when
 #             the forge binary has no push command
+#   multistage  examples/multistage (gcc in a Debian builder stage, apt
+#             with cache mounts, a static binary in a scratch image): cold
+#             builds, cached rebuilds and rebuilds after hello.c changed.
+#             Needs the Debian base: `bench/setup.sh debian` (debootstrap
+#             from the host's apt mirror) makes and pushes it
 #
 # Every timed command is preceded by an untimed `sync`. Within each run
 # the tools take turns in one order, and the next run reverses it. The
@@ -20,7 +26,7 @@
 #
 # Environment:
 #   BENCH_RUNS=5            timed runs per tool and case (snapshot: twice this)
-#   BENCH_COLD_RUNS=3       cold builds per tool in `full`
+#   BENCH_COLD_RUNS=3       cold builds per tool in `full` (`multistage`: 2)
 #   BENCH_EXPORT_RUNS=3     runs of `export`
 #   BENCH_TOOLS="forge buildkit buildah"   builders to compare
 #   BENCH_CONTEXT_FILES=2000, BENCH_EXPORT_MIB=1024, BENCH_PUSH_MIB=200
@@ -30,6 +36,9 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 RUNS=${BENCH_RUNS:-5}
+# BuildKit's RUN network: none, as the scenarios without downloads need
+# nothing else and dockerd runs without a bridge.
+BUILDKIT_NETWORK=none
 COLD_RUNS=${BENCH_COLD_RUNS:-3}
 EXPORT_RUNS=${BENCH_EXPORT_RUNS:-3}
 read -r -a TOOLS <<< "${BENCH_TOOLS:-forge buildkit buildah}"
@@ -95,7 +104,7 @@ build() {
       forge_cli "$STATE/forge/$store" build --progress plain -f "$dockerfile" \
         -t "bench/$store:latest" "${args[@]}" "$context" ;;
     buildkit)
-      DOCKER_BUILDKIT=1 docker_cli build --network none --progress plain -f "$dockerfile" \
+      DOCKER_BUILDKIT=1 docker_cli build --network "$BUILDKIT_NETWORK" --progress plain -f "$dockerfile" \
         -t "bench/$store:latest" "${args[@]}" "$context" ;;
     buildah)
       buildah_cli "$store" bud --layers --isolation chroot --tls-verify=false \
@@ -120,12 +129,16 @@ reset() {
       docker_cli builder prune -af >/dev/null
       docker_cli pull -q "$BASE_SMALL" >/dev/null
       if [ "$with_many" = many ]; then docker_cli pull -q "$BASE_MANY" >/dev/null; fi
+      if [ "$with_many" = debian ]; then docker_cli pull -q "$BASE_DEBIAN" >/dev/null; fi
       ;;
     buildah)
       buildah_reset "$store"
       buildah_cli "$store" pull -q --tls-verify=false "$BASE_SMALL" >/dev/null
       if [ "$with_many" = many ]; then
         buildah_cli "$store" pull -q --tls-verify=false "$BASE_MANY" >/dev/null
+      fi
+      if [ "$with_many" = debian ]; then
+        buildah_cli "$store" pull -q --tls-verify=false "$BASE_DEBIAN" >/dev/null
       fi
       ;;
   esac
@@ -189,6 +202,17 @@ scenario_full() {
     for tool in $(turn_order "$run" "${TOOLS[@]}"); do
       timed "full-$tool-cached$run" build "$tool" full "$DOCKERFILES/full.Dockerfile" "$ctx"
       record full cached "$tool" "$run" "$ELAPSED"
+    done
+  done
+  # One changed file per run: every tool then rebuilds the COPY and the
+  # steps after it once.
+  local changed
+  changed=$(find "$ctx/files" -type f | sort | head -n 1)
+  for run in $(seq 1 "$RUNS"); do
+    echo "changed in run $run of $SESSION" > "$changed"
+    for tool in $(turn_order "$run" "${TOOLS[@]}"); do
+      timed "full-$tool-onefile$run" build "$tool" full "$DOCKERFILES/full.Dockerfile" "$ctx"
+      record full onefile "$tool" "$run" "$ELAPSED"
     done
   done
   check_full_images
@@ -316,6 +340,43 @@ scenario_push() {
   reset_away buildah push
 }
 
+scenario_multistage() {
+  local ctx=$STATE/ctx/multistage tool run cold_runs=${BENCH_COLD_RUNS:-2}
+  # apt-get needs the network. dockerd runs without a bridge, so BuildKit
+  # gets the host's network, as forge and buildah's chroot isolation do.
+  BUILDKIT_NETWORK=host
+  skopeo inspect --tls-verify=false "docker://$BASE_DEBIAN" >/dev/null 2>&1 ||
+    die "multistage: $BASE_DEBIAN is missing; run bench/setup.sh debian first"
+  rm -rf "$ctx"
+  mkdir -p "$ctx"
+  cp "$REPO_DIR/examples/multistage/hello.c" "$ctx/"
+  for run in $(seq 1 "$cold_runs"); do
+    for tool in $(turn_order "$run" "${TOOLS[@]}"); do
+      reset "$tool" multistage debian
+      timed "multistage-$tool-cold$run" build "$tool" multistage \
+        "$DOCKERFILES/multistage.Dockerfile" "$ctx" "DEBIAN=$BASE_DEBIAN"
+      record multistage cold "$tool" "$run" "$ELAPSED"
+    done
+  done
+  for run in $(seq 1 "$RUNS"); do
+    for tool in $(turn_order "$run" "${TOOLS[@]}"); do
+      timed "multistage-$tool-cached$run" build "$tool" multistage \
+        "$DOCKERFILES/multistage.Dockerfile" "$ctx" "DEBIAN=$BASE_DEBIAN"
+      record multistage cached "$tool" "$run" "$ELAPSED"
+    done
+  done
+  for run in $(seq 1 "$RUNS"); do
+    printf '/* run %s of %s */\n' "$run" "$SESSION" >> "$ctx/hello.c"
+    for tool in $(turn_order "$run" "${TOOLS[@]}"); do
+      timed "multistage-$tool-onefile$run" build "$tool" multistage \
+        "$DOCKERFILES/multistage.Dockerfile" "$ctx" "DEBIAN=$BASE_DEBIAN"
+      record multistage onefile "$tool" "$run" "$ELAPSED"
+    done
+  done
+  for tool in "${TOOLS[@]}"; do reset_away "$tool" multistage; done
+  BUILDKIT_NETWORK=none
+}
+
 push_image() {
   local tool=$1 target=$2 layout=$3
   case $tool in
@@ -363,10 +424,10 @@ case " ${TOOLS[*]} " in
 esac
 
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} = 0 ] && SCENARIOS=(nochange export snapshot full push)
+[ ${#SCENARIOS[@]} = 0 ] && SCENARIOS=(nochange export snapshot full push multistage)
 for scenario in "${SCENARIOS[@]}"; do
   declare -F "scenario_$scenario" >/dev/null ||
-    die "unknown scenario '$scenario'; use nochange, export, snapshot, full or push"
+    die "unknown scenario '$scenario'; use nochange, export, snapshot, full, push or multistage"
 done
 
 mkdir -p "$RESULTS" "$LOGS"

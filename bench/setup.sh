@@ -10,6 +10,9 @@
 #   stop             stop the dockerd and registry that setup started, by the
 #                    process ids it recorded
 #   status           print what is running
+#   debian           make the Debian bookworm base with testdata/debian-base.sh
+#                    (debootstrap from the host's apt mirror; cached in
+#                    FORGE_TESTDATA_CACHE) and push it for `run.sh multistage`
 #
 # State lives in $BENCH_STATE (default /var/tmp/forge-bench); keep it on a
 # local disk, because overlay mounts reject an upper folder on overlayfs.
@@ -120,5 +123,13 @@ case "${1:-setup}" in
     registry_stop "$STATE/registry"
     ;;
   status) status ;;
-  *) die "unknown action '$1'; use setup, stop or status" ;;
+  debian)
+    registry_start "$STATE/registry" "$REG_PORT"
+    FORGE=${FORGE:-$REPO_DIR/target/release/forge} FORGE_ROOT=$STATE/forge/debian-base \
+      "$REPO_DIR/testdata/debian-base.sh" >/dev/null
+    rm -rf "$STATE/forge/debian-base"
+    push_base "${FORGE_TESTDATA_CACHE:-/var/cache/forge-testdata}/debian-bookworm-minbase-amd64.tar" \
+      "$BASE_DEBIAN"
+    ;;
+  *) die "unknown action '$1'; use setup, stop, status or debian" ;;
 esac
