@@ -4,12 +4,16 @@
 //! `--keep-git-dir`, and the cache across new commits. They also check the
 //! errors for a wrong checksum, an unknown ref and a missing subdirectory.
 
+mod common;
+
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{failed, free_port, succeeded, text};
 
 /// Committer and author time of every commit of the test repository.
 const COMMIT_TIME: i64 = 1_600_000_000;
@@ -133,13 +137,6 @@ fn git(dir: &Path, args: &[&str]) -> String {
     text(&output.stdout)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("free port")
-}
-
 struct Workspace {
     dir: tempfile::TempDir,
 }
@@ -203,24 +200,6 @@ impl Workspace {
             .filter(|path| path.is_dir())
             .collect()
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts that `output` succeeded and returns its standard error.
-fn succeeded(output: &Output) -> String {
-    let stderr = text(&output.stderr);
-    assert!(output.status.success(), "forge failed:\n{stderr}");
-    stderr
-}
-
-/// Asserts that `output` failed and returns its standard error.
-fn failed(output: &Output) -> String {
-    let stderr = text(&output.stderr);
-    assert!(!output.status.success(), "forge succeeded:\n{stderr}");
-    stderr
 }
 
 /// Starts the server and a workspace; `None` when the test is skipped.

@@ -11,26 +11,17 @@
 // The test prints on standard error why it skips.
 #![allow(clippy::print_stderr)]
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::{assert_success, layout_blob, layout_manifest, make_busybox_rootfs, text};
+
 const USER: &str = "forge-rootless-test";
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_success(what: &str, output: &Output) {
-    assert!(
-        output.status.success(),
-        "{what} failed:\n{}\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-}
 
 /// Creates the test user when missing (useradd grants it subordinate
 /// ids) and returns its home folder.
@@ -46,7 +37,7 @@ fn ensure_user() -> PathBuf {
             .args(["-m", "-s", "/bin/sh", USER])
             .output()
             .expect("useradd runs");
-        assert_success("useradd", &added);
+        assert_success(&added, "useradd");
     }
     let passwd = fs::read_to_string("/etc/passwd").expect("/etc/passwd");
     let home = passwd
@@ -70,7 +61,7 @@ fn chown(path: &Path) {
         .arg(path)
         .output()
         .expect("chown runs");
-    assert_success("chown", &output);
+    assert_success(&output, "chown");
 }
 
 /// Runs `command` as the test user.
@@ -122,27 +113,15 @@ struct LayerEntry {
 /// Lists the entries of every layer of the single image in the OCI layout
 /// folder `layout`, bottom layer first.
 fn layer_entries(layout: &Path) -> Vec<LayerEntry> {
-    let read_json = |path: PathBuf| -> serde_json::Value {
-        let text = fs::read_to_string(&path).unwrap_or_else(|error| {
-            panic!("cannot read {}: {error}", path.display());
-        });
-        serde_json::from_str(&text).expect("JSON")
-    };
-    let blob = |digest: &serde_json::Value| -> PathBuf {
-        let digest = digest.as_str().expect("digest");
-        let (algorithm, hex) = digest.split_once(':').expect("algorithm:hex");
-        layout.join("blobs").join(algorithm).join(hex)
-    };
-    let index = read_json(layout.join("index.json"));
-    let manifest = read_json(blob(&index["manifests"][0]["digest"]));
+    let manifest = layout_manifest(layout);
     let mut entries = Vec::new();
     for layer in manifest["layers"].as_array().expect("layers") {
         let listing = Command::new("tar")
             .args(["--numeric-owner", "-tvf"])
-            .arg(blob(&layer["digest"]))
+            .arg(layout_blob(layout, &layer["digest"]))
             .output()
             .expect("tar runs");
-        assert_success("tar -tv", &listing);
+        assert_success(&listing, "tar -tv");
         for line in text(&listing.stdout).lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let (Some(owner), Some(name)) = (fields.get(1), fields.get(5..)) else {
@@ -201,14 +180,8 @@ fn rootless_build_runs() {
     let forge = dir.join("forge");
     fs::copy(env!("CARGO_BIN_EXE_forge"), &forge).expect("copy forge");
     fs::set_permissions(&forge, fs::Permissions::from_mode(0o755)).expect("chmod forge");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/busybox-rootfs.sh");
     let rootfs = dir.join("busybox.tar");
-    let made = Command::new("bash")
-        .arg(&script)
-        .arg(&rootfs)
-        .output()
-        .expect("busybox-rootfs.sh runs");
-    assert_success("busybox-rootfs.sh", &made);
+    make_busybox_rootfs(&rootfs);
     let context = dir.join("context");
     fs::create_dir_all(&context).expect("context");
     fs::write(dir.join("secret.txt"), "rootless-secret").expect("secret");
@@ -243,7 +216,7 @@ fn rootless_build_runs() {
         &[&forge, "import", &rootfs.display().to_string(), "busybox"],
         &env,
     );
-    assert_success("forge import", &import);
+    assert_success(&import, "forge import");
     let secret = format!("id=s,src={}", dir.join("secret.txt").display());
     let build = as_user(
         &[
@@ -259,7 +232,7 @@ fn rootless_build_runs() {
         ],
         &env,
     );
-    assert_success("rootless forge build", &build);
+    assert_success(&build, "rootless forge build");
 
     // The store belongs to the user, not to root.
     let store_owner = fs::metadata(&store).expect("store").uid();
@@ -278,7 +251,7 @@ fn rootless_build_runs() {
         ],
         &env,
     );
-    assert_success("forge save", &save);
+    assert_success(&save, "forge save");
     let bundle = dir.join("bundle");
     let unpack = Command::new("umoci")
         .arg("unpack")
@@ -287,7 +260,7 @@ fn rootless_build_runs() {
         .arg(&bundle)
         .output()
         .expect("umoci runs");
-    assert_success("umoci unpack", &unpack);
+    assert_success(&unpack, "umoci unpack");
     assert!(!bundle.join("rootfs/run/secrets/s").exists());
 
     // The layers record container owners, not the host ids that the
@@ -341,14 +314,14 @@ fn rootless_build_runs() {
         &[&forge, "load", "-i", &layout.display().to_string()],
         &second_env,
     );
-    assert_success("forge load", &load);
+    assert_success(&load, "forge load");
     let loaded = text(&load.stdout);
     let loaded_name = loaded
         .split_whitespace()
         .last()
         .expect("forge load prints the image");
     let tag = as_user(&[&forge, "tag", loaded_name, "reloaded"], &second_env);
-    assert_success("forge tag", &tag);
+    assert_success(&tag, "forge tag");
     let check_context = dir.join("check");
     fs::create_dir_all(&check_context).expect("check context");
     fs::write(
@@ -372,7 +345,7 @@ fn rootless_build_runs() {
         ],
         &second_env,
     );
-    assert_success("rootless build on the loaded image", &check);
+    assert_success(&check, "rootless build on the loaded image");
 
     // runc runs the image's CMD, which prints what the RUN step wrote.
     let config_path = bundle.join("config.json");
@@ -390,6 +363,6 @@ fn rootless_build_runs() {
         .arg(format!("forge-rootless-{nanos}"))
         .output()
         .expect("runc runs");
-    assert_success("runc run", &run);
+    assert_success(&run, "runc run");
     assert_eq!(text(&run.stdout), "rootless-ran\n");
 }

@@ -4,9 +4,13 @@
 //! targets, xattrs (with file capabilities) and whiteouts. Python's
 //! `tarfile` module lists the layer tars of `forge save --format oci-dir`.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::{assert_success, layout_blob, layout_manifest, make_busybox_rootfs, text};
 
 /// Lists each member of the tar files given as arguments, one line per
 /// member, without mtimes: they differ between two builds.
@@ -38,36 +42,19 @@ const DOCKERFILE: &str = "FROM snapbase\n\
 /// Number of RUN steps in [`DOCKERFILE`], whose layers are compared.
 const RUN_STEPS: usize = 4;
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_success(what: &str, output: &Output) {
-    assert!(
-        output.status.success(),
-        "{what} failed:\n{}\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-}
-
 fn run(command: &mut Command, what: &str) -> Output {
     let output = command
         .output()
         .unwrap_or_else(|error| panic!("{what} cannot start: {error}"));
-    assert_success(what, &output);
+    assert_success(&output, what);
     output
 }
 
 /// Makes a busybox root file system tar whose `/opt` contains a file with
 /// the capability `cap_net_raw+ep` and a file with a user xattr.
 fn base_tar(dir: &Path) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/busybox-rootfs.sh");
     let busybox = dir.join("busybox.tar");
-    run(
-        Command::new("bash").arg(&script).arg(&busybox),
-        "busybox-rootfs.sh",
-    );
+    make_busybox_rootfs(&busybox);
 
     let base = dir.join("base");
     fs::create_dir_all(base.join("opt")).expect("base folder");
@@ -144,24 +131,13 @@ fn build_and_list(dir: &Path, base: &Path, name: &str, snapshotter: &str) -> (St
         "forge save",
     );
 
-    let read_json = |path: PathBuf| -> serde_json::Value {
-        let content = fs::read_to_string(&path)
-            .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
-        serde_json::from_str(&content).expect("JSON")
-    };
-    let blob = |digest: &serde_json::Value| -> PathBuf {
-        let digest = digest.as_str().expect("digest");
-        let (algorithm, hex) = digest.split_once(':').expect("algorithm:hex");
-        layout.join("blobs").join(algorithm).join(hex)
-    };
-    let index = read_json(layout.join("index.json"));
-    let manifest = read_json(blob(&index["manifests"][0]["digest"]));
+    let manifest = layout_manifest(&layout);
     let layers = manifest["layers"].as_array().expect("layers");
     assert_eq!(layers.len(), RUN_STEPS + 1, "{manifest}");
     let mut list = Command::new("python3");
     list.arg("-c").arg(LIST_LAYER);
     for layer in layers.iter().skip(1) {
-        list.arg(blob(&layer["digest"]));
+        list.arg(layout_blob(&layout, &layer["digest"]));
     }
     let listing = run(&mut list, "python3 tarfile");
     (text(&listing.stdout), text(&build.stderr))
@@ -261,12 +237,8 @@ fn overlay_failure_falls_back_to_copy() {
     );
     let _mounted = Mounted(merged.clone());
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/busybox-rootfs.sh");
     let busybox = dir.path().join("busybox.tar");
-    run(
-        Command::new("bash").arg(&script).arg(&busybox),
-        "busybox-rootfs.sh",
-    );
+    make_busybox_rootfs(&busybox);
     fs::write(
         dir.path().join("context/Dockerfile"),
         "FROM busybox\n\

@@ -4,50 +4,19 @@
 //! `store check` after them, and the images that `FROM` and `COPY --from`
 //! pull.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Output};
 
+use common::{Fixture, assert_success, pushed_digest, start_registry, stderr, stdout};
 use forge_registry::client::{OCI_INDEX, sha256_digest};
 use forge_registry::{
     Client, ClientConfig, Credential, CredentialError, CredentialProvider, Reference,
 };
-use forge_testkit::registry::{Registry, RegistryOptions};
+use forge_testkit::registry::Registry;
 
-/// A temporary folder with stores, a Docker configuration folder and a
-/// build context.
-struct Fixture {
-    dir: tempfile::TempDir,
-}
-
+/// Methods that only this file uses.
 impl Fixture {
-    fn new() -> Fixture {
-        let fixture = Fixture {
-            dir: tempfile::tempdir().expect("temporary folder"),
-        };
-        let context = fixture.path("context");
-        std::fs::create_dir_all(&context).expect("context folder");
-        std::fs::write(context.join("hello.txt"), "hello from forge\n").expect("context file");
-        std::fs::create_dir_all(fixture.path("docker")).expect("docker config folder");
-        fixture
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn forge(&self, store: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_forge"))
-            .arg("--root")
-            .arg(self.path(store))
-            .args(args)
-            .env_remove("FORGE_ROOT")
-            .env_remove("FORGE_INSECURE_REGISTRIES")
-            .env("DOCKER_CONFIG", self.path("docker"))
-            .env("HOME", self.dir.path())
-            .output()
-            .expect("forge runs")
-    }
-
     /// Runs `forge` and fails the test when it fails.
     fn forge_ok(&self, store: &str, args: &[&str]) -> Output {
         let output = self.forge(store, args);
@@ -58,23 +27,10 @@ impl Fixture {
     /// Builds `FROM scratch` + `COPY hello.txt /` and pushes it as `name`.
     /// Returns the pushed manifest digest.
     fn build_and_push(&self, name: &str, extra: &[&str]) -> String {
-        std::fs::write(
-            self.path("context/Dockerfile"),
-            "FROM scratch\nCOPY hello.txt /\n",
-        )
-        .expect("Dockerfile");
-        let context = self.path("context");
-        let mut args = vec!["build", "--progress", "plain", "-t", name];
-        args.extend_from_slice(extra);
-        args.push(context.to_str().expect("UTF-8 path"));
-        self.forge_ok("source", &args);
+        let build = self.build_scratch("source", name, extra);
+        assert_success(&build, &format!("forge build -t {name}"));
         let push = self.forge_ok("source", &["push", name]);
-        let text = stdout(&push);
-        text.lines()
-            .find_map(|line| line.split(": digest: ").nth(1))
-            .and_then(|rest| rest.split_whitespace().next())
-            .map(str::to_string)
-            .unwrap_or_else(|| panic!("no digest line in push output:\n{text}"))
+        pushed_digest(&push)
     }
 
     /// Builds `dockerfile` in `store` with the context folder.
@@ -106,23 +62,6 @@ impl Fixture {
     }
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_success(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what} failed\nstdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
-}
-
 /// Returns the rows of `forge images --digests` as cells.
 fn image_rows(fixture: &Fixture, store: &str) -> Vec<Vec<String>> {
     let output = fixture.forge_ok(store, &["images", "--digests"]);
@@ -133,8 +72,24 @@ fn image_rows(fixture: &Fixture, store: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn tools_present() -> bool {
-    forge_testkit::require_tool("docker-registry") && forge_testkit::require_tool("skopeo")
+/// Builds `dockerfile` in the store folder `store` and asserts that the build
+/// succeeds with the images from the store, without a pull and without a
+/// manifest request to `registry`. Returns the number of manifest requests
+/// that the registry has served.
+fn build_from_store(
+    fixture: &Fixture,
+    registry: &Registry,
+    dockerfile: &str,
+    extra: &[&str],
+    what: &str,
+) -> usize {
+    let manifests_before = registry.count_requests("GET", "/manifests/");
+    let build = fixture.build("store", dockerfile, extra);
+    assert_success(&build, what);
+    assert!(!stderr(&build).contains("pulling"), "{}", stderr(&build));
+    let manifests_after = registry.count_requests("GET", "/manifests/");
+    assert_eq!(manifests_after, manifests_before);
+    manifests_after
 }
 
 /// A credential provider for a registry without authentication.
@@ -200,13 +155,9 @@ fn push_two_platform_index(fixture: &Fixture, registry: &Registry) -> (String, S
 
 #[test]
 fn pull_by_digest_keeps_digest_reference() {
-    if !tools_present() {
-        return;
-    }
-    let Some(registry) = Registry::start(RegistryOptions::default()) else {
+    let Some((registry, fixture)) = start_registry() else {
         return;
     };
-    let fixture = Fixture::new();
     let repository = format!("{}/forge/app", registry.host);
     let digest = fixture.build_and_push(&format!("{repository}:v1"), &[]);
     let by_digest = format!("{repository}@{digest}");
@@ -244,17 +195,12 @@ fn pull_by_digest_keeps_digest_reference() {
     fixture.forge_ok("store", &["inspect", &by_digest]);
 
     // FROM NAME@DIGEST uses the stored image without a request.
-    let manifests_before = registry.count_requests("GET", "/manifests/");
-    let build = fixture.build(
-        "store",
+    build_from_store(
+        &fixture,
+        &registry,
         &format!("FROM {by_digest}\nCOPY hello.txt /again.txt\n"),
         &[&insecure, "-t", "child:1"],
-    );
-    assert_success(&build, "build FROM NAME@DIGEST from the store");
-    assert!(!stderr(&build).contains("pulling"), "{}", stderr(&build));
-    assert_eq!(
-        registry.count_requests("GET", "/manifests/"),
-        manifests_before
+        "build FROM NAME@DIGEST from the store",
     );
 
     // In a fresh store the build pulls the base by digest.
@@ -279,13 +225,9 @@ fn pull_by_digest_keeps_digest_reference() {
 
 #[test]
 fn pull_tag_and_digest_ignores_tag() {
-    if !tools_present() {
-        return;
-    }
-    let Some(registry) = Registry::start(RegistryOptions::default()) else {
+    let Some((registry, fixture)) = start_registry() else {
         return;
     };
-    let fixture = Fixture::new();
     let repository = format!("{}/forge/app", registry.host);
     let digest = fixture.build_and_push(&format!("{repository}:v1"), &[]);
     let insecure = format!("--insecure-registry={}", registry.host);
@@ -309,13 +251,9 @@ fn pull_tag_and_digest_ignores_tag() {
 
 #[test]
 fn pull_multi_platform_keeps_index() {
-    if !tools_present() {
-        return;
-    }
-    let Some(registry) = Registry::start(RegistryOptions::default()) else {
+    let Some((registry, fixture)) = start_registry() else {
         return;
     };
-    let fixture = Fixture::new();
     let (index, amd64, arm64) = push_two_platform_index(&fixture, &registry);
     let name = format!("{}/multi/app:latest", registry.host);
     let insecure = format!("--insecure-registry={}", registry.host);
@@ -348,18 +286,13 @@ fn pull_multi_platform_keeps_index() {
     fixture.forge_ok("store", &["inspect", &name]);
 
     // NAME@INDEX finds the pulled platform without a request.
-    let manifests_before = registry.count_requests("GET", "/manifests/");
     let repository = format!("{}/multi/app", registry.host);
-    let build = fixture.build(
-        "store",
+    build_from_store(
+        &fixture,
+        &registry,
         &format!("FROM {repository}@{index}\nCOPY hello.txt /again.txt\n"),
         &[&insecure, "-t", "child:1"],
-    );
-    assert_success(&build, "build FROM NAME@INDEX");
-    assert!(!stderr(&build).contains("pulling"), "{}", stderr(&build));
-    assert_eq!(
-        registry.count_requests("GET", "/manifests/"),
-        manifests_before
+        "build FROM NAME@INDEX",
     );
 
     // A pull by the index digest keeps a digest reference with the index.
@@ -376,13 +309,9 @@ fn pull_multi_platform_keeps_index() {
 
 #[test]
 fn copy_from_image_pulls_it() {
-    if !tools_present() {
-        return;
-    }
-    let Some(registry) = Registry::start(RegistryOptions::default()) else {
+    let Some((registry, fixture)) = start_registry() else {
         return;
     };
-    let fixture = Fixture::new();
     let image = format!("{}/forge/files:v1", registry.host);
     fixture.build_and_push(&image, &[]);
     let insecure = format!("--insecure-registry={}", registry.host);
@@ -399,13 +328,12 @@ fn copy_from_image_pulls_it() {
 
     // The stored image is used without a request, and `--pull` resolves
     // it again.
-    let manifests_before = registry.count_requests("GET", "/manifests/");
-    let second = fixture.build("store", &dockerfile, &[&insecure, "-t", "copied:1"]);
-    assert_success(&second, "second build");
-    assert!(!stderr(&second).contains("pulling"), "{}", stderr(&second));
-    assert_eq!(
-        registry.count_requests("GET", "/manifests/"),
-        manifests_before
+    let manifests_before = build_from_store(
+        &fixture,
+        &registry,
+        &dockerfile,
+        &[&insecure, "-t", "copied:1"],
+        "second build",
     );
     let pulled = fixture.build(
         "store",

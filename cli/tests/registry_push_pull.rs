@@ -2,107 +2,15 @@
 //! a real `docker-registry` on a loopback port, and reads the results with
 //! skopeo and podman.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::process::Command;
+
+use common::{
+    Fixture, assert_success, pushed_digest, registry_tools_present, start_registry, stderr, stdout,
+};
 use forge_testkit::registry::{Registry, RegistryOptions};
 use serde_json::Value;
-
-/// A temporary folder with stores, a Docker configuration folder and a
-/// build context.
-struct Fixture {
-    dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let fixture = Fixture {
-            dir: tempfile::tempdir().expect("temporary folder"),
-        };
-        let context = fixture.path("context");
-        std::fs::create_dir_all(&context).expect("context folder");
-        std::fs::write(context.join("hello.txt"), "hello from forge\n").expect("context file");
-        std::fs::create_dir_all(fixture.path("docker")).expect("docker config folder");
-        fixture
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn command(&self, store: &str, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_forge"));
-        command
-            .arg("--root")
-            .arg(self.path(store))
-            .args(args)
-            .env_remove("FORGE_ROOT")
-            .env_remove("FORGE_INSECURE_REGISTRIES")
-            .env("DOCKER_CONFIG", self.path("docker"))
-            .env("HOME", self.dir.path());
-        command
-    }
-
-    fn forge(&self, store: &str, args: &[&str]) -> Output {
-        self.command(store, args).output().expect("forge runs")
-    }
-
-    fn forge_with_stdin(&self, store: &str, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(store, args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("forge starts");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("forge runs")
-    }
-
-    /// Builds `FROM scratch` + `COPY hello.txt /` with the given tag.
-    fn build_scratch(&self, store: &str, tag: &str, extra: &[&str]) -> Output {
-        let dockerfile = self.path("context/Dockerfile");
-        std::fs::write(&dockerfile, "FROM scratch\nCOPY hello.txt /\n").expect("Dockerfile");
-        let context = self.path("context");
-        let mut args = vec!["build", "--progress", "plain", "-t", tag];
-        args.extend_from_slice(extra);
-        args.push(context.to_str().expect("UTF-8 path"));
-        self.forge(store, &args)
-    }
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_success(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what} failed\nstdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
-}
-
-/// Returns the digest in `TAG: digest: sha256:... size: N`.
-fn pushed_digest(output: &Output) -> String {
-    let text = stdout(output);
-    text.lines()
-        .find_map(|line| line.split(": digest: ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("no digest line in push output:\n{text}"))
-}
 
 fn skopeo_inspect(reference: &str, extra: &[&str]) -> Value {
     let output = Command::new("skopeo")
@@ -121,19 +29,11 @@ fn upload_requests(registry: &Registry) -> usize {
         + registry.count_requests("PATCH", "/blobs/uploads/")
 }
 
-fn tools_present() -> bool {
-    forge_testkit::require_tool("docker-registry") && forge_testkit::require_tool("skopeo")
-}
-
 #[test]
 fn push_read_by_skopeo_and_pull_back() {
-    if !tools_present() {
-        return;
-    }
-    let Some(registry) = Registry::start(RegistryOptions::default()) else {
+    let Some((registry, fixture)) = start_registry() else {
         return;
     };
-    let fixture = Fixture::new();
     let name = format!("{}/forge/app:v1", registry.host);
     assert_success(&fixture.build_scratch("store", &name, &[]), "forge build");
 
@@ -193,13 +93,9 @@ fn push_read_by_skopeo_and_pull_back() {
 
 #[test]
 fn second_push_uploads_nothing_and_mounts() {
-    if !tools_present() {
-        return;
-    }
-    let Some(registry) = Registry::start(RegistryOptions::default()) else {
+    let Some((registry, fixture)) = start_registry() else {
         return;
     };
-    let fixture = Fixture::new();
     let name = format!("{}/forge/first:v1", registry.host);
     assert_success(&fixture.build_scratch("store", &name, &[]), "forge build");
     assert_success(&fixture.forge("store", &["push", &name]), "first push");
@@ -246,13 +142,9 @@ fn second_push_uploads_nothing_and_mounts() {
 
 #[test]
 fn push_by_digest_prints_digest() {
-    if !tools_present() {
-        return;
-    }
-    let Some(registry) = Registry::start(RegistryOptions::default()) else {
+    let Some((registry, fixture)) = start_registry() else {
         return;
     };
-    let fixture = Fixture::new();
     let name = format!("{}/forge/bydigest:v1", registry.host);
     assert_success(&fixture.build_scratch("store", &name, &[]), "forge build");
     let tagged = fixture.forge("store", &["push", &name]);
@@ -266,13 +158,9 @@ fn push_by_digest_prints_digest() {
 
 #[test]
 fn build_pulls_base_pushed_by_skopeo() {
-    if !tools_present() {
-        return;
-    }
-    let Some(registry) = Registry::start(RegistryOptions::default()) else {
+    let Some((registry, fixture)) = start_registry() else {
         return;
     };
-    let fixture = Fixture::new();
     assert_success(
         &fixture.build_scratch("store", "base:1", &[]),
         "forge build",
@@ -383,13 +271,9 @@ fn build_pulls_base_pushed_by_skopeo() {
 
 #[test]
 fn build_push_sends_every_tag() {
-    if !tools_present() {
-        return;
-    }
-    let Some(registry) = Registry::start(RegistryOptions::default()) else {
+    let Some((registry, fixture)) = start_registry() else {
         return;
     };
-    let fixture = Fixture::new();
     let name = format!("{}/forge/built:v2", registry.host);
     let build = fixture.build_scratch("store", &name, &["--push"]);
     assert_success(&build, "forge build --push");
@@ -404,7 +288,7 @@ fn build_push_sends_every_tag() {
 
 #[test]
 fn podman_pulls_forge_push() {
-    if !tools_present() || !forge_testkit::require_tool("podman") {
+    if !registry_tools_present() || !forge_testkit::require_tool("podman") {
         return;
     }
     if !forge_testkit::require_root("podman_pulls_forge_push") {
@@ -441,7 +325,7 @@ fn podman_pulls_forge_push() {
 
 #[test]
 fn login_basic_auth_over_tls() {
-    if !tools_present()
+    if !registry_tools_present()
         || !forge_testkit::require_tool("htpasswd")
         || !forge_testkit::require_tool("openssl")
     {

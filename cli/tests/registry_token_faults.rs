@@ -2,6 +2,8 @@
 //! requires bearer tokens from a token service started by the test, and
 //! through a loopback proxy that drops connections and returns HTTP 500.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -11,48 +13,25 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::{Fixture, assert_success, pushed_digest, stdout};
 use forge_testkit::registry::{Registry, RegistryOptions};
 
-struct Fixture {
-    dir: tempfile::TempDir,
+/// Creates the fixture with a build context of 3 MiB of data that does not
+/// compress.
+fn data_fixture() -> Fixture {
+    let fixture = Fixture::with_empty_context();
+    let context = fixture.path("context");
+    std::fs::write(context.join("data.bin"), pseudo_random(3 * 1024 * 1024)).expect("context file");
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY data.bin /\n",
+    )
+    .expect("Dockerfile");
+    fixture
 }
 
+/// Methods that only this file uses.
 impl Fixture {
-    fn new() -> Fixture {
-        let fixture = Fixture {
-            dir: tempfile::tempdir().expect("temporary folder"),
-        };
-        let context = fixture.path("context");
-        std::fs::create_dir_all(&context).expect("context folder");
-        std::fs::write(context.join("data.bin"), pseudo_random(3 * 1024 * 1024))
-            .expect("context file");
-        std::fs::write(
-            context.join("Dockerfile"),
-            "FROM scratch\nCOPY data.bin /\n",
-        )
-        .expect("Dockerfile");
-        std::fs::create_dir_all(fixture.path("docker")).expect("docker config folder");
-        fixture
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn forge(&self, store: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_forge"))
-            .arg("--root")
-            .arg(self.path(store))
-            .args(args)
-            .env_remove("FORGE_ROOT")
-            .env_remove("FORGE_INSECURE_REGISTRIES")
-            .env("DOCKER_CONFIG", self.path("docker"))
-            .env("HOME", self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("forge runs")
-    }
-
     fn build(&self, store: &str, tag: &str) -> Output {
         let context = self.path("context");
         let context = context.to_str().expect("UTF-8 path");
@@ -85,36 +64,12 @@ fn pseudo_random(length: usize) -> Vec<u8> {
         .collect()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_success(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what} failed\nstdout:\n{}\nstderr:\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-}
-
-fn pushed_digest(output: &Output) -> String {
-    let stdout = text(&output.stdout);
-    stdout
-        .lines()
-        .find_map(|line| line.split(": digest: ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("no digest line in push output:\n{stdout}"))
-}
-
 fn pulled_digest(output: &Output) -> String {
-    let stdout = text(&output.stdout);
-    stdout
-        .lines()
+    let text = stdout(output);
+    text.lines()
         .find_map(|line| line.strip_prefix("Digest: "))
         .map(str::to_string)
-        .unwrap_or_else(|| panic!("no digest line in pull output:\n{stdout}"))
+        .unwrap_or_else(|| panic!("no digest line in pull output:\n{text}"))
 }
 
 /// Encodes `bytes` as unpadded base64url, as JWTs use.
@@ -328,7 +283,7 @@ fn bearer_token_push_and_pull() {
     if !forge_testkit::require_tool("docker-registry") || !forge_testkit::require_tool("openssl") {
         return;
     }
-    let fixture = Fixture::new();
+    let fixture = data_fixture();
     let (key, certificate, der) = issuer_key(fixture.dir.path());
     let service = TokenService::start(key, der);
     let extra_config = format!(
@@ -459,7 +414,7 @@ fn push_and_pull_through_faults() {
         return;
     };
     let proxy = FaultyProxy::start(registry.host.clone(), 60);
-    let fixture = Fixture::new();
+    let fixture = data_fixture();
     let name = format!("{}/forge/faults:v1", proxy.host);
     assert_success(&fixture.build("store", &name), "forge build");
 

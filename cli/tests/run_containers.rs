@@ -4,14 +4,18 @@
 //! Tests run one at a time (a lock in this file), so each can check that
 //! it left no mount under its store, no process and no cgroup behind.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use common::{free_port, make_busybox_rootfs, text};
 
 /// Serialises the tests, so the cgroup and process checks see only the
 /// containers of the running test.
@@ -30,10 +34,6 @@ struct Workspace {
     dir: tempfile::TempDir,
     cgroups_before: BTreeSet<PathBuf>,
     _serial: MutexGuard<'static, ()>,
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn cgroup_dirs() -> BTreeSet<PathBuf> {
@@ -61,16 +61,9 @@ impl Workspace {
             cgroups_before: cgroup_dirs(),
             _serial: serial,
         };
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/busybox-rootfs.sh");
         let rootfs = workspace.dir.path().join("busybox.tar");
-        let made = Command::new("bash")
-            .arg(&script)
-            .arg(&rootfs)
-            .output()
-            .expect("script runs");
-        assert!(made.status.success(), "{}", text(&made.stderr));
-        let imported = workspace.forge(&["import", &rootfs.to_string_lossy(), "busybox"]);
-        assert!(imported.status.success(), "{}", text(&imported.stderr));
+        make_busybox_rootfs(&rootfs);
+        workspace.forge_ok(&["import", &rootfs.to_string_lossy(), "busybox"]);
         Some(workspace)
     }
 
@@ -92,6 +85,13 @@ impl Workspace {
             .expect("forge runs")
     }
 
+    /// Runs forge and fails the test when it fails.
+    fn forge_ok(&self, args: &[&str]) -> Output {
+        let output = self.forge(args);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        output
+    }
+
     /// Runs `forge run ARGS` with the test's marker variable, so leftover
     /// container processes can be found by their environment.
     fn run(&self, args: &[&str]) -> Output {
@@ -99,6 +99,14 @@ impl Workspace {
         let mut all = vec!["run", "-e", &marker];
         all.extend_from_slice(args);
         self.forge(&all)
+    }
+
+    /// Runs `forge run ARGS` like [`Workspace::run`] and fails the test
+    /// when it fails.
+    fn run_ok(&self, args: &[&str]) -> Output {
+        let output = self.run(args);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        output
     }
 
     fn marker(&self) -> String {
@@ -183,13 +191,6 @@ impl Drop for Workspace {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// Fetches `path` over HTTP/1.0 from `127.0.0.1:port`, retrying while the
 /// server starts; returns the whole response.
 fn http_get(port: u16, path: &str) -> String {
@@ -253,7 +254,7 @@ fn options_override_the_image() {
     };
     let env_file = workspace.dir.path().join("env");
     fs::write(&env_file, "# comment\nFROM_FILE=yes\n").expect("env file");
-    let output = workspace.run(&[
+    let output = workspace.run_ok(&[
         "--rm",
         "-e",
         "GREETING=hello world",
@@ -270,7 +271,6 @@ fn options_override_the_image() {
         "-c",
         "echo $GREETING; echo $FROM_FILE; pwd; id -un; hostname",
     ]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines, ["hello world", "yes", "/tmp/work", "nobody", "box1"]);
@@ -285,25 +285,14 @@ fn image_config_is_honoured() {
     let Some(workspace) = Workspace::new("image_config_is_honoured") else {
         return;
     };
-    let context = workspace.dir.path().join("context");
-    fs::create_dir(&context).expect("context");
-    fs::write(
-        context.join("Dockerfile"),
+    build_image(
+        &workspace,
+        "configured",
         "FROM busybox\nENV COLOR=blue\nWORKDIR /srv\nUSER nobody\n\
          ENTRYPOINT [\"sh\", \"-c\"]\nCMD [\"echo $COLOR; pwd; id -un\"]\n",
-    )
-    .expect("Dockerfile");
-    let built = workspace.forge(&[
-        "build",
-        "-q",
-        "-t",
-        "configured",
-        &context.to_string_lossy(),
-    ]);
-    assert!(built.status.success(), "{}", text(&built.stderr));
+    );
 
-    let output = workspace.run(&["--rm", "configured"]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = workspace.run_ok(&["--rm", "configured"]);
     assert_eq!(text(&output.stdout), "blue\n/srv\nnobody\n");
 
     // Arguments replace CMD but keep ENTRYPOINT.
@@ -320,7 +309,7 @@ fn volumes_bind_host_folders() {
     let shared = workspace.dir.path().join("shared");
     fs::create_dir(&shared).expect("shared folder");
     let bind = format!("{}:/data", shared.display());
-    let output = workspace.run(&[
+    workspace.run_ok(&[
         "--rm",
         "-v",
         &bind,
@@ -329,7 +318,6 @@ fn volumes_bind_host_folders() {
         "-c",
         "echo written > /data/out.txt",
     ]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(
         fs::read_to_string(shared.join("out.txt")).expect("file from the container"),
         "written\n"
@@ -349,7 +337,7 @@ fn volumes_bind_host_folders() {
     assert_ne!(output.status.code(), Some(0));
     assert!(!shared.join("new.txt").exists());
 
-    let named = workspace.run(&[
+    workspace.run_ok(&[
         "--rm",
         "-v",
         "keep:/keep",
@@ -358,7 +346,6 @@ fn volumes_bind_host_folders() {
         "-c",
         "echo 1 > /keep/n",
     ]);
-    assert!(named.status.success(), "{}", text(&named.stderr));
     let again = workspace.run(&["--rm", "-v", "keep:/keep", "busybox", "cat", "/keep/n"]);
     assert_eq!(text(&again.stdout), "1\n");
     workspace.finish();
@@ -396,8 +383,7 @@ fn detached_container_lifecycle() {
     }
     assert_eq!(logs, "started\n");
 
-    let stopped = workspace.forge(&["stop", "-t", "5", "ticker"]);
-    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    let stopped = workspace.forge_ok(&["stop", "-t", "5", "ticker"]);
     assert_eq!(text(&stopped.stdout), "ticker\n");
     assert!(
         text(&workspace.forge(&["ps"]).stdout)
@@ -415,8 +401,7 @@ fn detached_container_lifecycle() {
         "started\nbye\n"
     );
 
-    let removed = workspace.forge(&["rm", "ticker"]);
-    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    workspace.forge_ok(&["rm", "ticker"]);
     assert!(!workspace.containers_dir().join(&id).exists());
     workspace.finish();
 }
@@ -435,8 +420,7 @@ fn kill_and_forced_remove() {
         text(&refused.stderr)
     );
 
-    let killed = workspace.forge(&["kill", "-s", "USR1", "sleeper"]);
-    assert!(killed.status.success(), "{}", text(&killed.stderr));
+    workspace.forge_ok(&["kill", "-s", "USR1", "sleeper"]);
     let deadline = Instant::now() + Duration::from_secs(5);
     while workspace.record(&id)["status"] == "running" && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -444,8 +428,7 @@ fn kill_and_forced_remove() {
     assert_eq!(workspace.record(&id)["exit_code"], 128 + 10);
 
     let second = detached_id(&workspace.run(&["-d", "busybox", "sleep", "60"]));
-    let forced = workspace.forge(&["rm", "-f", &second[..12]]);
-    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    workspace.forge_ok(&["rm", "-f", &second[..12]]);
     assert!(!workspace.containers_dir().join(&second).exists());
     assert!(workspace.forge(&["rm", "sleeper"]).status.success());
     workspace.finish();
@@ -456,8 +439,7 @@ fn auto_remove_leaves_nothing() {
     let Some(workspace) = Workspace::new("auto_remove_leaves_nothing") else {
         return;
     };
-    let output = workspace.run(&["--rm", "--name", "brief", "busybox", "true"]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    workspace.run_ok(&["--rm", "--name", "brief", "busybox", "true"]);
     let left: Vec<_> = fs::read_dir(workspace.containers_dir())
         .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -503,8 +485,7 @@ fn killed_supervisor_shows_exited() {
     }
     assert!(row.contains("Exited (137)"), "{row}");
 
-    let removed = workspace.forge(&["rm", "orphan"]);
-    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    workspace.forge_ok(&["rm", "orphan"]);
     assert!(!workspace.containers_dir().join(&id).exists());
     workspace.finish();
 }
@@ -542,8 +523,7 @@ fn published_ports_serve_http() {
     );
 
     for id in &ids {
-        let removed = workspace.forge(&["rm", "-f", id]);
-        assert!(removed.status.success(), "{}", text(&removed.stderr));
+        workspace.forge_ok(&["rm", "-f", id]);
     }
     assert!(TcpStream::connect(("127.0.0.1", ports[0])).is_err());
     workspace.finish();
@@ -554,8 +534,7 @@ fn cpuset_limits_cpus() {
     let Some(workspace) = Workspace::new("cpuset_limits_cpus") else {
         return;
     };
-    let output = workspace.run(&["--rm", "--cpuset-cpus", "0", "busybox", "nproc"]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = workspace.run_ok(&["--rm", "--cpuset-cpus", "0", "busybox", "nproc"]);
     assert_eq!(text(&output.stdout), "1\n");
     workspace.finish();
 }
@@ -609,8 +588,7 @@ fn build_image(workspace: &Workspace, name: &str, dockerfile: &str) {
     let context = workspace.dir.path().join(format!("context-{name}"));
     fs::create_dir(&context).expect("context");
     fs::write(context.join("Dockerfile"), dockerfile).expect("Dockerfile");
-    let built = workspace.forge(&["build", "-q", "-t", name, &context.to_string_lossy()]);
-    assert!(built.status.success(), "{}", text(&built.stderr));
+    workspace.forge_ok(&["build", "-q", "-t", name, &context.to_string_lossy()]);
 }
 
 #[test]
@@ -625,8 +603,7 @@ fn stop_sends_image_stopsignal() {
          CMD [\"sh\", \"-c\", \"trap 'exit 42' USR1; while true; do sleep 0.1; done\"]\n",
     );
     let id = detached_id(&workspace.run(&["-d", "usr1"]));
-    let stopped = workspace.forge(&["stop", "-t", "5", &id]);
-    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    workspace.forge_ok(&["stop", "-t", "5", &id]);
     assert_eq!(workspace.record(&id)["exit_code"], 42);
     assert!(workspace.forge(&["rm", &id]).status.success());
     workspace.finish();
@@ -679,6 +656,16 @@ fn cpu_quota_in_cgroup() {
     workspace.finish();
 }
 
+/// Runs the shell command `inner` with `script`, which gives it a
+/// terminal of its own.
+fn run_in_terminal(inner: &str) -> Output {
+    Command::new("script")
+        .args(["-qec", inner, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script runs")
+}
+
 #[test]
 fn tty_gives_a_terminal() {
     let Some(workspace) = Workspace::new("tty_gives_a_terminal") else {
@@ -694,11 +681,7 @@ fn tty_gives_a_terminal() {
         workspace.root().display(),
         workspace.marker(),
     );
-    let output = Command::new("script")
-        .args(["-qec", &inner, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("script runs");
+    let output = run_in_terminal(&inner);
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(4), "{stdout}");
     assert!(stdout.contains("/dev/console"), "{stdout}");
@@ -749,11 +732,7 @@ fn tty_follows_window_size() {
         marker = workspace.marker(),
         sync = sync.display(),
     );
-    let output = Command::new("script")
-        .args(["-qec", &inner, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("script runs");
+    let output = run_in_terminal(&inner);
 
     let stdout = text(&output.stdout);
     assert!(
@@ -788,7 +767,7 @@ fn volumes_seeded_from_image() {
     build_seeded_image(&workspace);
 
     // The anonymous volume of VOLUME /data gets the image's files.
-    let output = workspace.run(&[
+    let output = workspace.run_ok(&[
         "--name",
         "anonymous",
         "seeded",
@@ -797,7 +776,6 @@ fn volumes_seeded_from_image() {
         "cat /data/file /data/sub/deep; stat -c '%n %a %u:%g' /data /data/file /data/sub; \
          readlink /data/link; readlink /data/abs",
     ]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
@@ -820,7 +798,7 @@ fn volumes_seeded_from_image() {
     assert!(workspace.forge(&["rm", &id]).status.success());
 
     // A new named volume is seeded once; later runs keep its content.
-    let output = workspace.run(&[
+    let output = workspace.run_ok(&[
         "--rm",
         "-v",
         "named:/data",
@@ -829,14 +807,13 @@ fn volumes_seeded_from_image() {
         "-c",
         "cat /data/file; echo changed > /data/file; echo new > /data/new",
     ]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "seeded\n");
     let named = workspace.root().join("forge/volumes/named");
     assert_eq!(
         fs::read_to_string(named.join("file")).expect("file in the volume"),
         "changed\n"
     );
-    let output = workspace.run(&[
+    let output = workspace.run_ok(&[
         "--rm",
         "-v",
         "named:/data",
@@ -845,14 +822,13 @@ fn volumes_seeded_from_image() {
         "-c",
         "cat /data/file /data/new; ls /data",
     ]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(
         text(&output.stdout),
         "changed\nnew\nabs\nfile\nlink\nnew\nsub\n"
     );
 
     // A named volume that already has content is not seeded.
-    let output = workspace.run(&[
+    workspace.run_ok(&[
         "--rm",
         "-v",
         "prefilled:/data",
@@ -861,9 +837,7 @@ fn volumes_seeded_from_image() {
         "-c",
         "echo mine > /data/own",
     ]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let output = workspace.run(&["--rm", "-v", "prefilled:/data", "seeded", "ls", "/data"]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = workspace.run_ok(&["--rm", "-v", "prefilled:/data", "seeded", "ls", "/data"]);
     assert_eq!(text(&output.stdout), "own\n");
     workspace.finish();
 }
@@ -876,7 +850,7 @@ fn volume_seeding_skipped() {
     build_seeded_image(&workspace);
 
     // `nocopy` leaves a new named volume empty.
-    let output = workspace.run(&[
+    let output = workspace.run_ok(&[
         "--rm",
         "-v",
         "empty:/data:nocopy",
@@ -885,7 +859,6 @@ fn volume_seeding_skipped() {
         "-A",
         "/data",
     ]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "");
     let empty = workspace.root().join("forge/volumes/empty");
     assert_eq!(fs::read_dir(&empty).expect("volume folder").count(), 0);
@@ -894,8 +867,7 @@ fn volume_seeding_skipped() {
     let host = workspace.dir.path().join("host");
     fs::create_dir(&host).expect("host folder");
     let bind = format!("{}:/data", host.display());
-    let output = workspace.run(&["--rm", "-v", &bind, "seeded", "ls", "-A", "/data"]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = workspace.run_ok(&["--rm", "-v", &bind, "seeded", "ls", "-A", "/data"]);
     assert_eq!(text(&output.stdout), "");
     assert_eq!(fs::read_dir(&host).expect("host folder").count(), 0);
 
