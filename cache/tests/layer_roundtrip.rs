@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use std::process::Command;
 
 use forge_cache::layer::{
     Compression, DiffKind, ExtractOptions, LayerError, WriteOptions, decompress, extract,
-    write_layer,
+    write_layer, write_layer_threaded,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -352,6 +352,46 @@ fn roundtrip_zstd_every_entry_type() {
 #[test]
 fn roundtrip_uncompressed() {
     roundtrip(Compression::None);
+}
+
+#[test]
+fn threaded_writer_gives_same_blob() {
+    let source = tempfile::tempdir().unwrap();
+    build_tree(source.path());
+    // Enough data for several pipe chunks and gzip blocks.
+    fs::write(source.path().join("large"), pseudo_random(3 << 20, 17)).unwrap();
+    for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        let (serial, serial_blob) = write(source.path(), compression);
+        let options = WriteOptions {
+            compression,
+            ..WriteOptions::default()
+        };
+        let mut threaded_blob = Vec::new();
+        let threaded = write_layer_threaded(source.path(), &options, &mut threaded_blob).unwrap();
+        assert_eq!(threaded, serial, "{compression}");
+        assert!(threaded_blob == serial_blob, "{compression}: blobs differ");
+        assert_eq!(threaded.digest.to_string(), sha256_text(&threaded_blob));
+    }
+}
+
+#[test]
+fn threaded_writer_reports_sink_error() {
+    struct Failing;
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let source = tempfile::tempdir().unwrap();
+    fs::write(source.path().join("large"), pseudo_random(2 << 20, 3)).unwrap();
+    let error = write_layer_threaded(source.path(), &WriteOptions::default(), &mut Failing)
+        .unwrap_err();
+    assert!(matches!(error, LayerError::Write { .. }), "{error:?}");
+    let cause = std::error::Error::source(&error).map(ToString::to_string);
+    assert_eq!(cause.as_deref(), Some("disk full"), "{error:?}");
 }
 
 #[test]

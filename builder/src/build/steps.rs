@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use forge_cache::layer::{DiffKind, WriteOptions, write_layer};
+use forge_cache::layer::{DiffKind, WriteOptions, write_layer_threaded};
 use forge_parser::instructions::{
     CommandLine, Expandable, FileMode, Instruction, InstructionKind, Mount, MountType, Network,
     Security, Sharing, Source,
@@ -838,10 +838,11 @@ fn snapshot(
         // namespace, and the layer records the container ids they stand for.
         id_map: crate::sandbox::rootless_id_map(),
     };
+    // write_layer hashes what it writes, so the blob writer need not.
     let mut writer = store
-        .blob_writer()
+        .blob_writer_hashed_by_caller()
         .map_err(BuildError::store("start a layer blob"))?;
-    let written = write_layer(dir, &options, &mut writer).map_err(|source| BuildError::Layer {
+    let written = write_layer_threaded(dir, &options, &mut writer).map_err(|source| BuildError::Layer {
         instruction: instruction.original.clone(),
         source,
     })?;

@@ -30,7 +30,7 @@ pub use extract::{
 };
 pub use idmap::{IdKind, IdMap, IdRange, RecordedOwner};
 pub use oci_spec::image::{Digest, MediaType};
-pub use writer::{DiffKind, WriteOptions, write_layer};
+pub use writer::{DiffKind, WriteOptions, write_layer, write_layer_threaded};
 
 /// Prefix of a whiteout entry: `.wh.NAME` deletes `NAME` from the lower layers.
 pub const WHITEOUT_PREFIX: &str = ".wh.";

@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, sync_channel};
 
 use super::compression::{Encoder, checked_level};
 use super::digest::DigestWriter;
@@ -88,6 +89,133 @@ pub fn write_layer(
         source,
     };
 
+    check_layer_dir(dir)?;
+
+    let blob = DigestWriter::new(sink);
+    let (blob, diff_id) = write_stream(dir, options, level, blob)?;
+    let (sink, digest, size) = blob.finish()?;
+    sink.flush().map_err(write_error)?;
+
+    Ok(LayerDescriptor {
+        media_type: compression.media_type(),
+        digest,
+        size,
+        diff_id,
+    })
+}
+
+/// Like [`write_layer`], but hashes and writes the compressed stream on a
+/// second thread, so that the calling thread only reads files, builds the
+/// tar and hashes it. On two cores this keeps large layers of data that
+/// compresses poorly from waiting on one thread's three passes.
+///
+/// # Errors
+///
+/// As for [`write_layer`].
+pub fn write_layer_threaded(
+    dir: &Path,
+    options: &WriteOptions,
+    sink: &mut (dyn Write + Send),
+) -> Result<LayerDescriptor, LayerError> {
+    let compression = options.compression;
+    let level = checked_level(compression, options.level)?;
+    check_layer_dir(dir)?;
+    let write_error = |source| LayerError::Write {
+        compression,
+        source,
+    };
+
+    std::thread::scope(|scope| {
+        let (sender, receiver) = sync_channel::<Vec<u8>>(PIPE_DEPTH);
+        let output = scope.spawn(move || {
+            let mut blob = DigestWriter::new(sink);
+            for chunk in receiver {
+                blob.write_all(&chunk).map_err(write_error)?;
+            }
+            let (sink, digest, size) = blob.finish()?;
+            sink.flush().map_err(write_error)?;
+            Ok::<_, LayerError>((digest, size))
+        });
+
+        let streamed = write_stream(dir, options, level, PipeWriter::new(sender))
+            .and_then(|(pipe, diff_id)| pipe.finish().map(|()| diff_id).map_err(write_error));
+        // The pipe is gone now, on success and failure alike, so the
+        // output thread ends.
+        let written = output.join().unwrap_or_else(|_| {
+            Err(write_error(io::Error::other(
+                "the thread that writes the layer blob panicked",
+            )))
+        });
+        match (streamed, written) {
+            (Ok(diff_id), Ok((digest, size))) => Ok(LayerDescriptor {
+                media_type: compression.media_type(),
+                digest,
+                size,
+                diff_id,
+            }),
+            // A failed blob write closes the pipe, which the stream then
+            // reports as well; the blob's error is the cause.
+            (_, Err(error)) => Err(error),
+            (Err(error), Ok(_)) => Err(error),
+        }
+    })
+}
+
+/// Chunks in flight between the tar thread and the blob thread.
+const PIPE_DEPTH: usize = 8;
+
+/// Bytes collected before a chunk goes to the blob thread.
+const PIPE_CHUNK: usize = 256 * 1024;
+
+/// Collects written bytes into chunks and sends them to another thread.
+struct PipeWriter {
+    sender: SyncSender<Vec<u8>>,
+    chunk: Vec<u8>,
+}
+
+impl PipeWriter {
+    fn new(sender: SyncSender<Vec<u8>>) -> PipeWriter {
+        PipeWriter {
+            sender,
+            chunk: Vec::with_capacity(PIPE_CHUNK),
+        }
+    }
+
+    fn send_chunk(&mut self) -> io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(PIPE_CHUNK));
+        self.sender.send(chunk).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the thread that writes the layer blob stopped",
+            )
+        })
+    }
+
+    /// Sends what is left; dropping the writer then ends the stream.
+    fn finish(mut self) -> io::Result<()> {
+        self.send_chunk()
+    }
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.chunk.extend_from_slice(buf);
+        if self.chunk.len() >= PIPE_CHUNK {
+            self.send_chunk()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Checks that `dir` is a directory.
+fn check_layer_dir(dir: &Path) -> Result<(), LayerError> {
     let root = fs::metadata(dir).map_err(|source| LayerError::Source {
         path: dir.to_path_buf(),
         action: "open the layer directory",
@@ -100,9 +228,23 @@ pub fn write_layer(
             source: io::Error::from(io::ErrorKind::NotADirectory),
         });
     }
+    Ok(())
+}
 
-    let blob = DigestWriter::new(sink);
-    let encoder = Encoder::new(compression, level, blob).map_err(write_error)?;
+/// Walks `dir` into a tar stream, hashes it (the diff ID) and compresses
+/// it into `output`. Returns `output` after the compressed stream ended.
+fn write_stream<W: Write>(
+    dir: &Path,
+    options: &WriteOptions,
+    level: i32,
+    output: W,
+) -> Result<(W, oci_spec::image::Digest), LayerError> {
+    let compression = options.compression;
+    let write_error = |source| LayerError::Write {
+        compression,
+        source,
+    };
+    let encoder = Encoder::new(compression, level, output).map_err(write_error)?;
     let mut walker = Walker {
         options,
         tar: TarWriter::new(DigestWriter::new(encoder)),
@@ -113,16 +255,8 @@ pub fn write_layer(
 
     let diff_writer = walker.tar.finish().map_err(write_error)?;
     let (encoder, diff_id, _) = diff_writer.finish()?;
-    let blob = encoder.finish().map_err(write_error)?;
-    let (sink, digest, size) = blob.finish()?;
-    sink.flush().map_err(write_error)?;
-
-    Ok(LayerDescriptor {
-        media_type: compression.media_type(),
-        digest,
-        size,
-        diff_id,
-    })
+    let output = encoder.finish().map_err(write_error)?;
+    Ok((output, diff_id))
 }
 
 struct Walker<'o, W: Write> {

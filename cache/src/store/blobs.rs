@@ -76,7 +76,9 @@ pub struct BlobWriter {
     file: Option<BufWriter<File>>,
     temp: PathBuf,
     blobs_dir: PathBuf,
-    hasher: Sha256,
+    /// `None` for a writer whose caller hashes the content itself
+    /// ([`Store::blob_writer_hashed_by_caller`]).
+    hasher: Option<Sha256>,
     size: u64,
     _lock: FileLock,
 }
@@ -87,8 +89,9 @@ impl Write for BlobWriter {
             return Err(io::Error::other("blob writer already finished"));
         };
         let written = file.write(buf)?;
-        let accepted = buf.get(..written).unwrap_or(buf);
-        self.hasher.update(accepted);
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.update(buf.get(..written).unwrap_or(buf));
+        }
         self.size += written as u64;
         Ok(written)
     }
@@ -135,8 +138,21 @@ impl BlobWriter {
                 io::Error::other("blob writer already finished"),
             ));
         };
-        let digest = digest_of(std::mem::take(&mut self.hasher));
         let size = self.size;
+        let digest = match (self.hasher.take(), expected) {
+            (Some(hasher), _) => digest_of(hasher),
+            (None, Some(expected)) => {
+                sha256_hex(expected)?;
+                expected.clone()
+            }
+            (None, None) => {
+                return Err(StoreError::io(
+                    "finish",
+                    &self.temp,
+                    io::Error::other("a blob hashed by its caller needs the expected digest"),
+                ));
+            }
+        };
 
         if let Some(expected) = expected {
             sha256_hex(expected)?;
@@ -271,13 +287,28 @@ impl Store {
     /// [`StoreError::Lock`] or [`StoreError::Io`] when the store lock or the
     /// temporary file cannot be had.
     pub fn blob_writer(&self) -> Result<BlobWriter> {
+        self.new_blob_writer(Some(Sha256::new()))
+    }
+
+    /// Starts writing a blob whose sha256 the caller computes over exactly
+    /// the bytes it writes, as the layer writer does, so the content is
+    /// not hashed twice. [`BlobWriter::commit`] then takes the caller's
+    /// digest as given and must receive one.
+    ///
+    /// # Errors
+    /// As for [`Store::blob_writer`].
+    pub fn blob_writer_hashed_by_caller(&self) -> Result<BlobWriter> {
+        self.new_blob_writer(None)
+    }
+
+    fn new_blob_writer(&self, hasher: Option<Sha256>) -> Result<BlobWriter> {
         let lock = self.lock_store(LockMode::Shared)?;
         let (file, temp) = self.create_temp_file("blob")?;
         Ok(BlobWriter {
-            file: Some(BufWriter::with_capacity(64 * 1024, file)),
+            file: Some(BufWriter::with_capacity(256 * 1024, file)),
             temp,
             blobs_dir: self.blobs_dir(),
-            hasher: Sha256::new(),
+            hasher,
             size: 0,
             _lock: lock,
         })
