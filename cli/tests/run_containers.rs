@@ -882,3 +882,39 @@ fn volume_seeding_skipped() {
     );
     workspace.finish();
 }
+
+#[test]
+fn anonymous_volume_from_flag() {
+    let Some(workspace) = Workspace::new("anonymous_volume_from_flag") else {
+        return;
+    };
+    build_seeded_image(&workspace);
+
+    // `-v /PATH` alone makes a volume of this container, seeded from the
+    // image like the anonymous volume of a VOLUME instruction.
+    let output = workspace.run_ok(&[
+        "--name",
+        "flagged",
+        "-v",
+        "/etc/ssl-test",
+        "-v",
+        "/data",
+        "seeded",
+        "sh",
+        "-c",
+        "echo kept > /etc/ssl-test/f; cat /data/file; mount | grep -c ' /etc/ssl-test '",
+    ]);
+    assert_eq!(text(&output.stdout), "seeded\n1\n");
+    let listed = workspace.forge(&["ps", "-aq", "--no-trunc"]);
+    let id = text(&listed.stdout).trim().to_string();
+    let volume = workspace.containers_dir().join(&id).join("volumes/v0");
+    assert_eq!(
+        fs::read_to_string(volume.join("f")).expect("file in the anonymous volume"),
+        "kept\n"
+    );
+
+    // Removing the container removes its anonymous volumes.
+    assert!(workspace.forge(&["rm", &id]).status.success());
+    assert!(!volume.exists(), "{} is left behind", volume.display());
+    workspace.finish();
+}

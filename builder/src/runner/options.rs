@@ -62,6 +62,9 @@ pub enum VolumeSource {
     Host(PathBuf),
     /// A named volume under `forge/volumes/NAME`.
     Named(String),
+    /// `-v /PATH` alone: a new volume of this container only, removed
+    /// with it, as docker makes one.
+    Anonymous,
 }
 
 /// A parsed `-v` value.
@@ -81,7 +84,7 @@ pub struct VolumeSpec {
 /// Parses `-v SOURCE:TARGET[:OPTIONS]`, where OPTIONS is a comma-separated
 /// list of `ro`, `rw` and `nocopy`. A source starting with `/` or `.` is a
 /// host path (relative ones are made absolute); any other source is the
-/// name of a volume.
+/// name of a volume. `-v TARGET` alone is an anonymous volume.
 ///
 /// # Errors
 ///
@@ -93,12 +96,23 @@ pub fn parse_volume(value: &str) -> Result<VolumeSpec, RunnerError> {
         reason: reason.to_string(),
     };
     let parts: Vec<&str> = value.split(':').collect();
+    if let [target] = parts.as_slice()
+        && target.starts_with('/')
+    {
+        return Ok(VolumeSpec {
+            source: VolumeSource::Anonymous,
+            target: (*target).to_string(),
+            read_only: false,
+            no_copy: false,
+        });
+    }
     let (source, target, options) = match parts.as_slice() {
         [source, target] => (*source, *target, ""),
         [source, target, options] => (*source, *target, *options),
         _ => {
             return Err(invalid(
-                "expected HOST_PATH:CONTAINER_PATH[:ro] or NAME:CONTAINER_PATH[:ro|nocopy]",
+                "expected HOST_PATH:CONTAINER_PATH[:ro], NAME:CONTAINER_PATH[:ro|nocopy] or \
+                 an absolute CONTAINER_PATH alone",
             ));
         }
     };
@@ -431,10 +445,13 @@ pub fn create(store: &Store, options: &RunOptions) -> Result<ContainerState, Run
     let mut volumes = Vec::new();
     // Whether each volume gets the image's files at its target when empty.
     let mut seeded = Vec::new();
-    for value in &options.volumes {
+    for (index, value) in options.volumes.iter().enumerate() {
         let spec = parse_volume(value)?;
         let (source, seed) = match spec.source {
             VolumeSource::Host(path) => (path, false),
+            // Named apart from the image's anonymous volumes (`volumes/N`),
+            // and created with the container like them.
+            VolumeSource::Anonymous => (dir.join("volumes").join(format!("v{index}")), true),
             VolumeSource::Named(name) => {
                 let path = containers.volume_dir(&name);
                 fs::create_dir_all(&path)
@@ -553,6 +570,10 @@ mod tests {
         assert!(!spec.read_only);
         let spec = parse_volume("./here:/x").unwrap();
         assert!(matches!(spec.source, VolumeSource::Host(path) if path.is_absolute()));
+        let spec = parse_volume("/scratch").unwrap();
+        assert_eq!(spec.source, VolumeSource::Anonymous);
+        assert_eq!(spec.target, "/scratch");
+        assert!(!spec.read_only);
     }
 
     #[test]
@@ -570,7 +591,7 @@ mod tests {
     #[test]
     fn volume_errors_name_the_value() {
         for value in [
-            "/a",
+            "rel",
             "/a:rel",
             "/a:/b:rx",
             "/a:/b:ro,rw",

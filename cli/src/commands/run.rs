@@ -78,7 +78,8 @@ pub struct RunArgs {
     /// SOURCE starting with `/` or `.` is a host path, anything else a
     /// volume name kept in the store. An empty named volume first gets the
     /// image's files at TARGET. OPTIONS are `ro`, `rw` and `nocopy` (do not
-    /// copy the image's files), separated by commas.
+    /// copy the image's files), separated by commas. `-v TARGET` alone
+    /// makes a new volume of this container, removed with it.
     #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:OPTIONS]")]
     volume: Vec<String>,
 
