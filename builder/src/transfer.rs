@@ -62,7 +62,7 @@ pub enum TransferError {
     /// A manifest or index cannot be used.
     #[error("the {what} {digest} of `{reference}` is invalid: {reason}")]
     InvalidManifest {
-        /// "manifest" or "index".
+        /// "manifest", "index" or "image config".
         what: &'static str,
         /// The manifest's digest.
         digest: String,
@@ -267,6 +267,7 @@ pub fn pull_image(
     run_bounded(&blobs, options.jobs, |descriptor| {
         pull_blob(client, store, reference, descriptor, progress)
     })?;
+    unpack_layers(store, reference, &parsed, options.jobs)?;
 
     // The manifest (and index) go in last, so that a stored manifest
     // always has its blobs.
@@ -312,6 +313,48 @@ pub fn pull_image(
         manifest: descriptor,
         name,
         updated,
+    })
+}
+
+/// Unpacks the layers of a pulled image into the store, as docker and
+/// buildah do when they pull, so that the first RUN or `forge run` on the
+/// image does not wait for the extraction. Layers already unpacked are
+/// skipped.
+fn unpack_layers(
+    store: &Store,
+    reference: &Reference,
+    manifest: &ImageManifest,
+    jobs: usize,
+) -> Result<(), TransferError> {
+    let config: serde_json::Value = store
+        .get_json(manifest.config().digest())
+        .map_err(TransferError::store("read the pulled image config"))?;
+    let diff_ids: Vec<Digest> = config
+        .pointer("/rootfs/diff_ids")
+        .and_then(serde_json::Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|id| id.as_str().and_then(|id| id.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(TransferError::InvalidManifest {
+            what: "image config",
+            digest: manifest.config().digest().to_string(),
+            reference: reference.to_string(),
+            reason: format!(
+                "it lists {} diff IDs for {} layers",
+                diff_ids.len(),
+                manifest.layers().len()
+            ),
+        });
+    }
+    let layers: Vec<(&Descriptor, &Digest)> = manifest.layers().iter().zip(&diff_ids).collect();
+    run_bounded(&layers, jobs, |(layer, diff_id)| {
+        crate::sandbox::unpack_layer(store, layer, diff_id)
+            .map(|_| ())
+            .map_err(TransferError::store(format!("unpack layer {}", layer.digest())))
     })
 }
 
