@@ -2,13 +2,15 @@
 //! binary: a cold build, a rebuild where every step comes from the cache, a
 //! rebuild after one source file changed (only the steps from that file's
 //! COPY on run again), then the image runs under podman and its output is
-//! checked.
+//! checked. Each image is also pushed to a docker-registry on a loopback
+//! port, pulled by podman and run again.
 //!
 //! Each test copies its example into a temporary folder, so editing the
 //! source never touches the checkout, and uses its own store. The Debian
 //! base comes from `testdata/debian-base.sh`, which caches the debootstrap
-//! tar under `FORGE_TESTDATA_CACHE`. The tests need root, podman, runc and
-//! (for the Debian examples) debootstrap and the apt mirror of the host.
+//! tar under `FORGE_TESTDATA_CACHE`. The tests need root, podman, runc,
+//! docker-registry and (for the Debian examples) debootstrap and the apt
+//! mirror of the host.
 
 use std::fs;
 use std::net::TcpListener;
@@ -329,6 +331,35 @@ impl Podman {
     }
 }
 
+/// A registry on a loopback port with one image that forge pushed, and a
+/// podman store that pulled it.
+struct Pushed {
+    _registry: forge_testkit::registry::Registry,
+    podman: Podman,
+    remote: String,
+}
+
+/// Pushes `tag` with `forge push` to a new registry and pulls it into a
+/// new podman store. `None` when the registry cannot start outside CI.
+fn push_and_pull(example: &Example, tag: &str) -> Option<Pushed> {
+    let registry = forge_testkit::registry::Registry::start(
+        forge_testkit::registry::RegistryOptions::default(),
+    )?;
+    let remote = format!("{}/examples/{tag}:latest", registry.host);
+    run_ok(example.forge().args(["push", tag, &remote]));
+    let podman = Podman::new();
+    run_ok(
+        podman
+            .command()
+            .args(["pull", "--quiet", "--tls-verify=false", &remote]),
+    );
+    Some(Pushed {
+        _registry: registry,
+        podman,
+        remote,
+    })
+}
+
 impl Drop for Podman {
     fn drop(&mut self) {
         // Containers keep mounts under the run root, so they go first and
@@ -372,7 +403,7 @@ fn http_get(url: &str) -> Option<(u16, Vec<u8>)> {
 fn quickstart_builds_caches_and_runs() {
     if !prerequisites(
         "quickstart_builds_caches_and_runs",
-        &["busybox", "podman", "runc"],
+        &["busybox", "podman", "runc", "docker-registry"],
     ) {
         return;
     }
@@ -409,13 +440,20 @@ fn quickstart_builds_caches_and_runs() {
         output,
         "forge run and podman differ"
     );
+
+    // Through a registry: forge push, podman pull.
+    let Some(pushed) = push_and_pull(&example, "quickstart") else {
+        return;
+    };
+    let pulled_output = pushed.podman.run(&pushed.remote, &["forge"]);
+    assert_eq!(pulled_output, output, "the pulled image prints something else");
 }
 
 #[test]
 fn multistage_builds_caches_and_runs() {
     if !prerequisites(
         "multistage_builds_caches_and_runs",
-        &["debootstrap", "podman", "runc"],
+        &["debootstrap", "podman", "runc", "docker-registry"],
     ) {
         return;
     }
@@ -472,6 +510,13 @@ fn multistage_builds_caches_and_runs() {
         output,
         "Hello again from a static binary\narguments: 2\n  1: one\n  2: two words\n"
     );
+
+    // Through a registry: forge push, podman pull.
+    let Some(pushed) = push_and_pull(&example, "hello") else {
+        return;
+    };
+    let pulled_output = pushed.podman.run(&pushed.remote, &["one", "two words"]);
+    assert_eq!(pulled_output, output, "the pulled image prints something else");
 }
 
 /// Starts the webapp image on a free loopback port of the host network.
@@ -610,20 +655,10 @@ fn webapp_serves_pictures() {
     }
 
     // Through a registry: forge push, podman pull.
-    let Some(registry) = forge_testkit::registry::Registry::start(
-        forge_testkit::registry::RegistryOptions::default(),
-    ) else {
+    let Some(pushed) = push_and_pull(&example, "webapp") else {
         return;
     };
-    let remote = format!("{}/examples/webapp:latest", registry.host);
-    run_ok(example.forge().args(["push", "webapp", &remote]));
-    let pulled = Podman::new();
-    run_ok(
-        pulled
-            .command()
-            .args(["pull", "--quiet", "--tls-verify=false", &remote]),
-    );
-    let server = WebServer::start(&pulled, &remote);
+    let server = WebServer::start(&pushed.podman, &pushed.remote);
     server.assert_serves(&example.context().join("images"));
     let (status, body) = http_get(&server.url("/version")).expect("the version request completes");
     assert_eq!(status, 200, "GET /version from the pulled image");
