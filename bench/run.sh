@@ -207,7 +207,7 @@ scenario_full() {
   # One changed file per run: every tool then rebuilds the COPY and the
   # steps after it once.
   local changed
-  changed=$(find "$ctx/files" -type f | sort | head -n 1)
+  changed=$(find "$ctx/files" -type f | LC_ALL=C sort | sed -n 1p)
   for run in $(seq 1 "$RUNS"); do
     echo "changed in run $run of $SESSION" > "$changed"
     for tool in $(turn_order "$run" "${TOOLS[@]}"); do
