@@ -489,3 +489,97 @@ fn docker_archive_loads_in_podman() {
     assert_eq!(theirs[0]["Id"], id["sha256:".len()..]);
     assert_eq!(theirs[0]["Config"]["Cmd"], serde_json::json!(["sh"]));
 }
+
+/// Returns the manifest that `name` has in the store folder `store`, read
+/// from the store's `index.json` and blobs.
+fn stored_manifest(fixture: &Fixture, store: &str, name: &str) -> Value {
+    let root = fixture.path(store);
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(root.join("index.json")).expect("index.json"))
+            .expect("index JSON");
+    let entry = index["manifests"]
+        .as_array()
+        .expect("manifests array")
+        .iter()
+        .find(|entry| entry["annotations"]["org.opencontainers.image.ref.name"] == name)
+        .unwrap_or_else(|| panic!("no index entry for {name}: {index}"))
+        .clone();
+    serde_json::from_slice(&std::fs::read(blob_path(&root, &entry["digest"])).expect("manifest"))
+        .expect("manifest JSON")
+}
+
+fn blob_path(root: &Path, digest: &Value) -> PathBuf {
+    let digest = digest.as_str().expect("digest string");
+    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+    root.join("blobs/sha256").join(hex)
+}
+
+#[test]
+fn docker_archive_load_gzips_layers() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    if !forge_testkit::require_tool("gzip") || !forge_testkit::require_tool("sha256sum") {
+        return;
+    }
+    let id = fixture.import("first", "busybox");
+    let archive = fixture.path("docker.tar").to_string_lossy().into_owned();
+    let save = fixture.forge(
+        "first",
+        &["save", "busybox", "--format", "docker", "-o", &archive],
+    );
+    assert_eq!(save.status.code(), Some(0), "{}", stderr(&save));
+
+    let load = fixture.forge("second", &["load", "-i", &archive]);
+    assert_eq!(load.status.code(), Some(0), "{}", stderr(&load));
+    assert_eq!(stdout(&load), "Loaded image: busybox:latest\n");
+
+    let loaded = fixture.inspect("second", "busybox");
+    assert_eq!(loaded["Id"], id);
+    // `forge import` writes gzip at the default level with the same
+    // encoder, so the layer blob and the manifest come back byte for byte.
+    let original = fixture.inspect("first", "busybox");
+    assert_eq!(loaded["Digest"], original["Digest"]);
+
+    let manifest = stored_manifest(&fixture, "second", "busybox:latest");
+    let layers = manifest["layers"].as_array().expect("layers array");
+    let diff_ids = loaded["Config"]["rootfs"]["diff_ids"]
+        .as_array()
+        .expect("diff_ids array");
+    assert!(!layers.is_empty(), "{manifest}");
+    assert_eq!(layers.len(), diff_ids.len(), "{manifest}");
+    for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        assert_eq!(
+            layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+            "{manifest}"
+        );
+        // The gzip blob unpacks to the tar that the diff id names.
+        let blob = blob_path(&fixture.path("second"), &layer["digest"]);
+        let hashed = run_tool(
+            Command::new("sh")
+                .arg("-c")
+                .arg("gzip -dc \"$1\" | sha256sum")
+                .arg("sh")
+                .arg(&blob),
+        );
+        let hex = stdout(&hashed);
+        let hex = hex.split_whitespace().next().unwrap_or_default();
+        assert_eq!(
+            format!("sha256:{hex}"),
+            diff_id.as_str().unwrap_or_default()
+        );
+    }
+
+    // `forge images` shows the compressed size, as for the original.
+    let size_of = |store: &str| {
+        let listed = fixture.forge(store, &["images"]);
+        assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+        let text = stdout(&listed);
+        let row = text.lines().nth(1).unwrap_or_default().to_string();
+        row.split_whitespace()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(size_of("second"), size_of("first"));
+}

@@ -231,10 +231,18 @@ fn plain_dockerfile_on_stdin() {
         assert_eq!(config["config"]["Labels"]["from"], "stdin");
     }
 
-    // The context is empty, so a COPY finds nothing.
+    // The context holds only the Dockerfile, so a COPY finds nothing, and
+    // the message explains that instead of naming the work folder.
     let copying = Workspace::new();
     let output = build_from_stdin(&copying, &[], b"FROM scratch\nCOPY a.txt /a.txt\n");
-    expect_failure(&output, "a.txt");
+    expect_failure(&output, "COPY failed: `a.txt` is not in the build context");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("a Dockerfile given on standard input as the context has no other files"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`forge build -f - DIR`"), "{stderr}");
+    assert!(!stderr.contains("forge/tmp"), "{stderr}");
 
     // Messages name the Dockerfile as standard input.
     let broken = Workspace::new();
@@ -271,6 +279,28 @@ fn context_from_stdin_tar() {
     let output = child.wait_with_output().expect("forge finishes");
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("COPY data.txt /data.txt"));
+}
+
+#[test]
+fn stdin_tar_missing_source_names_archive() {
+    let workspace = Workspace::new();
+    workspace.write("Dockerfile", "FROM scratch\nCOPY missing.txt /\n");
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(workspace.context())
+        .args(["-cf", "-", "."])
+        .output()
+        .expect("tar runs");
+    assert!(tar.status.success());
+
+    let output = build_from_stdin(&workspace, &[], &tar.stdout);
+    expect_failure(&output, "<stdin>/Dockerfile:2: COPY missing.txt /");
+    expect_failure(
+        &output,
+        "no source files match `missing.txt` in the build context archive read from standard input",
+    );
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("forge/tmp"), "{stderr}");
 }
 
 #[test]
@@ -637,6 +667,40 @@ fn compression_level_checked_before_build() {
 
     let valid = workspace.build(&["--compression", "zstd", "--compression-level", "19"]);
     assert!(valid.status.success(), "{}", text(&valid.stderr));
+}
+
+#[test]
+fn negative_compression_level_as_separate_argument() {
+    let workspace = Workspace::new();
+    workspace.write("data.txt", "data\n");
+    workspace.write("Dockerfile", "FROM scratch\nCOPY data.txt /\n");
+
+    let fast = workspace.build(&[
+        "-t",
+        "fast",
+        "--compression",
+        "zstd",
+        "--compression-level",
+        "-1",
+    ]);
+    assert!(fast.status.success(), "{}", text(&fast.stderr));
+    let index = fs::read_to_string(workspace.root().join("index.json")).expect("index");
+    let index: serde_json::Value = serde_json::from_str(&index).expect("index JSON");
+    let digest = index["manifests"][0]["digest"].as_str().unwrap_or_default();
+    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+    let manifest = fs::read(workspace.root().join("blobs/sha256").join(hex)).expect("manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest JSON");
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+
+    // gzip has no negative levels, so the value reaches the range check.
+    let gzip = workspace.build(&["--compression", "gzip", "--compression-level", "-1"]);
+    expect_failure(
+        &gzip,
+        "invalid --compression-level -1: --compression gzip accepts levels 0 to 9",
+    );
 }
 
 /// Imports a one-file root file system as `name`, declaring `platform`.

@@ -57,6 +57,20 @@ pub enum ContextError {
     },
 }
 
+/// The source of the files in a context folder. Error messages name a
+/// context read from standard input by its source, not by its work folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContextOrigin {
+    /// A folder given by the caller.
+    #[default]
+    Folder,
+    /// A tar archive read from standard input and unpacked into the folder.
+    StdinArchive,
+    /// A Dockerfile read from standard input, which is the only file of the
+    /// context.
+    StdinDockerfile,
+}
+
 /// A build context folder with its `.dockerignore` matcher.
 ///
 /// The matcher comes from `<Dockerfile>.dockerignore` next to the
@@ -71,6 +85,7 @@ pub struct Context {
     matcher: Matcher,
     /// The ignore file in use, if any.
     ignore_file: Option<PathBuf>,
+    origin: ContextOrigin,
 }
 
 impl Context {
@@ -124,6 +139,7 @@ impl Context {
                 root: canonical,
                 matcher,
                 ignore_file: Some(candidate),
+                origin: ContextOrigin::Folder,
             });
         }
 
@@ -135,7 +151,21 @@ impl Context {
             root: canonical,
             matcher,
             ignore_file: None,
+            origin: ContextOrigin::Folder,
         })
+    }
+
+    /// Sets the source of the files in the context folder, which error
+    /// messages report in place of the folder.
+    #[must_use]
+    pub fn with_origin(mut self, origin: ContextOrigin) -> Context {
+        self.origin = origin;
+        self
+    }
+
+    /// Returns the source of the files in the context folder.
+    pub fn origin(&self) -> ContextOrigin {
+        self.origin
     }
 
     /// Returns the canonical context root folder.

@@ -72,6 +72,15 @@ pub enum CopyError {
         /// path was resolved.
         hint: String,
     },
+    /// A source was named while the context is a Dockerfile read from
+    /// standard input, which has no other files.
+    #[error(
+        "COPY failed: `{pattern}` is not in the build context: a Dockerfile given on standard input as the context has no other files; run `forge build -f - DIR` to read the Dockerfile from standard input and use DIR as the context"
+    )]
+    DockerfileOnlyContext {
+        /// The source pattern as given.
+        pattern: String,
+    },
     /// A source exists but the ignore file excludes it.
     #[error(
         "COPY failed: `{pattern}` in {root} is excluded by `{ignore_file}`; remove it from that file or add a `!` exception"
@@ -363,8 +372,9 @@ impl CopyPlan {
     ///
     /// # Errors
     ///
-    /// [`CopyError::NoSources`], [`CopyError::NoMatch`] and
-    /// [`CopyError::Excluded`] for missing sources,
+    /// [`CopyError::NoSources`], [`CopyError::NoMatch`],
+    /// [`CopyError::DockerfileOnlyContext`] and [`CopyError::Excluded`] for
+    /// missing sources,
     /// [`CopyError::InvalidChown`], [`CopyError::UnknownOwner`] and
     /// [`CopyError::InvalidChmod`] for bad flags, the download errors for
     /// URLs, and [`CopyError::Io`] when a source cannot be read.

@@ -18,8 +18,8 @@ use super::owner::resolve_owner;
 use super::remote::{download, is_git, is_url};
 use super::xattr;
 use super::{Content, CopyError, CopyPlan, CopyRequest, CopySource, Entry, Kind, Unpack};
-use crate::context::HashCache;
 use crate::context::hashcache::hash_bytes;
+use crate::context::{ContextOrigin, HashCache};
 use crate::rootfs::{Resolved, RootView, Tree, join_absolute, resolve, split_components};
 
 /// Mode of directories created as missing parents.
@@ -206,6 +206,13 @@ impl Planner<'_> {
                 {
                     tracing::debug!(%pattern, "the wildcard matches no source file");
                     continue;
+                }
+                if let CopySource::Context(context) = self.source
+                    && context.origin() == ContextOrigin::StdinDockerfile
+                {
+                    return Err(CopyError::DockerfileOnlyContext {
+                        pattern: pattern.clone(),
+                    });
                 }
                 return Err(CopyError::NoMatch {
                     pattern: pattern.clone(),
@@ -785,9 +792,17 @@ impl Planner<'_> {
 
     fn describe_root(&self) -> String {
         match self.source {
-            CopySource::Context(context) => {
-                format!("the build context `{}`", context.root().display())
-            }
+            CopySource::Context(context) => match context.origin() {
+                ContextOrigin::Folder => {
+                    format!("the build context `{}`", context.root().display())
+                }
+                ContextOrigin::StdinArchive => {
+                    "the build context archive read from standard input".to_string()
+                }
+                ContextOrigin::StdinDockerfile => {
+                    "the build context read from standard input".to_string()
+                }
+            },
             CopySource::Root(_) => "the source stage or image".to_string(),
         }
     }

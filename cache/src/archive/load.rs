@@ -6,6 +6,7 @@
 //! because `RepoTags` carry the full names), else `index.json` makes an OCI
 //! layout. Every blob is checked against the digest and size that name it,
 //! and every docker-archive layer against the diff id its config lists.
+//! Uncompressed docker-archive layers are stored gzip-compressed.
 //! Names are set only after every image is stored.
 
 use std::io::{self, Read};
@@ -351,7 +352,12 @@ fn load_docker(
                     actual: actual.to_string(),
                 });
             }
-            layers.push(info.descriptor(media_type));
+            let layer = if media_type == MediaType::ImageLayer {
+                gzip_layer(store, &info.digest)?
+            } else {
+                info.descriptor(media_type)
+            };
+            layers.push(layer);
         }
 
         let config_descriptor = config.descriptor(MediaType::ImageConfig);
@@ -373,6 +379,29 @@ fn load_docker(
         );
     }
     Ok(images)
+}
+
+/// Stores a gzip-compressed copy of the uncompressed layer blob `digest`
+/// and returns its descriptor. A docker-archive contains plain tars, which
+/// `forge push` would otherwise send uncompressed. The diff id stays
+/// the plain blob's digest, so the config and the image id do not change.
+/// The gzip output depends only on the tar, so loading the same archive
+/// again stores the same blob.
+///
+/// NOTE: the uncompressed blob stays in the store, unreferenced when no
+/// other image uses it, until `forge prune` removes it.
+fn gzip_layer(store: &Store, digest: &Digest) -> Result<Descriptor> {
+    let layer_error = |source| ArchiveError::Layer {
+        digest: digest.to_string(),
+        source,
+    };
+    let mut reader = store.open_blob(digest)?;
+    let mut writer = store.blob_writer()?;
+    layer::compress(&mut reader, layer::Compression::Gzip, None, &mut writer)
+        .map_err(layer_error)?;
+    let info = writer.commit(None)?;
+    tracing::debug!(plain = %digest, gzip = %info.digest, "compressed a docker-archive layer");
+    Ok(info.descriptor(MediaType::ImageLayerGzip))
 }
 
 /// Returns the digest that a config name `HEX.json` or `blobs/sha256/HEX` gives.

@@ -84,6 +84,49 @@ fn worker_count() -> u32 {
         .max(1)
 }
 
+/// Compresses `input`, an uncompressed tar stream, into `sink` with the
+/// encoder that [`super::write_layer`] uses, so the same tar and level give
+/// the same blob. `level` of `None` takes the default of `compression`.
+/// Returns the number of uncompressed bytes read.
+///
+/// # Errors
+///
+/// [`LayerError::InvalidLevel`] for a level out of range,
+/// [`LayerError::Read`] when `input` fails and [`LayerError::Write`] when
+/// compressing or writing to `sink` fails. After an error `sink` may
+/// contain a partial blob.
+pub fn compress(
+    input: &mut dyn Read,
+    compression: Compression,
+    level: Option<i32>,
+    sink: &mut dyn Write,
+) -> Result<u64, LayerError> {
+    let level = checked_level(compression, level)?;
+    let write_error = |source| LayerError::Write {
+        compression,
+        source,
+    };
+    let mut encoder = Encoder::new(compression, level, sink).map_err(write_error)?;
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let count = match input.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(LayerError::Read { source }),
+        };
+        let chunk = buffer.get(..count).unwrap_or_default();
+        encoder.write_all(chunk).map_err(write_error)?;
+        total += count as u64;
+    }
+    encoder
+        .finish()
+        .and_then(|sink| sink.flush())
+        .map_err(write_error)?;
+    Ok(total)
+}
+
 /// Returns the validated level for `compression`, or its default.
 pub(crate) fn checked_level(
     compression: Compression,
@@ -551,5 +594,51 @@ mod tests {
         let mut reader = decompress(Box::new(Cursor::new(b"\xfd7zXZ\x00rest".to_vec()))).unwrap();
         let mut output = Vec::new();
         assert!(reader.read_to_end(&mut output).is_err());
+    }
+
+    #[test]
+    fn compress_gzip_matches_layer_encoder() {
+        let input = pseudo_random(GZIP_BLOCK_SIZE + 12_345, 11);
+        let mut blob = Vec::new();
+        let read = compress(&mut Cursor::new(&input), Compression::Gzip, None, &mut blob).unwrap();
+        assert_eq!(read, input.len() as u64);
+        assert_eq!(blob, gzip(&input, 6, 4096));
+        assert_eq!(gunzip(&blob), input);
+    }
+
+    #[test]
+    fn compress_zstd_roundtrip() {
+        let input = pseudo_random(200_000, 12);
+        let mut blob = Vec::new();
+        compress(
+            &mut Cursor::new(&input),
+            Compression::Zstd,
+            Some(-1),
+            &mut blob,
+        )
+        .unwrap();
+        let mut output = Vec::new();
+        decompress(Box::new(Cursor::new(blob)))
+            .unwrap()
+            .read_to_end(&mut output)
+            .unwrap();
+        assert_eq!(output, input);
+    }
+
+    #[test]
+    fn compress_rejects_level_out_of_range() {
+        let mut blob = Vec::new();
+        let error = compress(
+            &mut Cursor::new(b"x"),
+            Compression::Gzip,
+            Some(10),
+            &mut blob,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(error, LayerError::InvalidLevel { level: 10, .. }),
+            "{error}"
+        );
+        assert!(blob.is_empty());
     }
 }

@@ -24,7 +24,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-pub use compression::decompress;
+pub use compression::{compress, decompress};
 pub use extract::{
     ExtractOptions, ExtractSummary, WhiteoutMode, extract, extract_recording_owners,
 };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use forge_builder::build::export::{Destination, OutputSpec, export};
-use forge_builder::context::Context;
+use forge_builder::context::{Context, ContextOrigin};
 use forge_builder::executor::SandboxExecutor;
 use forge_builder::secrets::{Secrets, SshAgents};
 use forge_builder::transfer::{BasePuller, PullOptions};
@@ -128,7 +128,7 @@ pub struct BuildArgs {
 
     /// Compression level of new layers: gzip 0-9 (default 6), zstd up to
     /// 22 (default 3; negative levels are zstd's fast modes).
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
     compression_level: Option<i32>,
 
     /// Seconds since the Unix epoch used as the image and history time and
@@ -218,8 +218,14 @@ fn build_in(
         args.file.as_deref()
     };
     let (mut dockerfile_name, text, inside) = read_dockerfile(file, context_dir)?;
+    // Messages name a file of a context from standard input by its path
+    // in that input, not by the work folder it was unpacked into.
     if dockerfile_on_stdin {
         dockerfile_name = "<stdin>".to_string();
+    } else if unpacked.is_some()
+        && let Some(inside) = &inside
+    {
+        dockerfile_name = format!("<stdin>/{}", inside.display());
     }
     let dockerfile = forge_parser::instructions::parse(&text)
         .map_err(|error| error.with_file(&dockerfile_name))?;
@@ -236,8 +242,14 @@ fn build_in(
     let outputs = output_specs(&args.outputs)?;
     let (secrets, ssh) = secrets_and_agents(args)?;
 
+    let origin = match unpacked {
+        None => ContextOrigin::Folder,
+        Some(unpacked) if unpacked.is_dockerfile => ContextOrigin::StdinDockerfile,
+        Some(_) => ContextOrigin::StdinArchive,
+    };
     let context = Context::open(context_dir, inside.as_deref())
-        .with_context(|| format!("cannot open the build context `{}`", args.context.display()))?;
+        .with_context(|| format!("cannot open the build context `{}`", args.context.display()))?
+        .with_origin(origin);
     let options = BuildOptions {
         dockerfile_name: dockerfile_name.clone(),
         build_args: build_args(&args.build_args)?,
