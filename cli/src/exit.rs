@@ -40,7 +40,7 @@ pub fn report(result: anyhow::Result<()>) -> ExitCode {
 /// adds something. Library errors often quote their cause's text in their
 /// own message, so a cause whose text the line above already contains is
 /// left out.
-fn message_lines(error: &anyhow::Error) -> Vec<String> {
+pub(crate) fn message_lines(error: &anyhow::Error) -> Vec<String> {
     let mut lines = vec![format!("error: {error}")];
     let mut previous = error.to_string();
     for cause in error.chain().skip(1) {

@@ -70,15 +70,25 @@ fn signal_running(state: &ContainerState, signal: i32) -> Result<bool, RunnerErr
 }
 
 /// Waits until the container's record shows it exited, for at most
-/// `timeout`; returns the last record.
+/// `timeout`; returns the last record. A container whose record is gone
+/// was removed by `--rm` after it exited, so `last` is returned as exited
+/// without an exit code.
 fn wait_exited(
     containers: &Containers,
-    id: &str,
+    last: &ContainerState,
     timeout: Duration,
 ) -> Result<ContainerState, RunnerError> {
     let deadline = Instant::now() + timeout;
     loop {
-        let state = containers.load(id)?.effective();
+        let state = match containers.load(&last.id) {
+            Ok(state) => state.effective(),
+            Err(RunnerError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                let mut removed = last.clone();
+                removed.status = Status::Exited;
+                return Ok(removed);
+            }
+            Err(error) => return Err(error),
+        };
         if state.status != Status::Running || Instant::now() >= deadline {
             return Ok(state);
         }
@@ -112,14 +122,15 @@ pub fn kill(
     let state = running(containers, key)?;
     signal_running(&state, number)?;
     if number == libc::SIGKILL {
-        return wait_exited(containers, &state.id, KILL_WAIT);
+        return wait_exited(containers, &state, KILL_WAIT);
     }
     Ok(state)
 }
 
 /// Stops the container `key`: sends its stop signal (the image's
 /// STOPSIGNAL, SIGTERM by default), waits up to `timeout` for it to exit,
-/// then sends SIGKILL. A container that is not running is left as it is.
+/// then sends SIGKILL. A container that is not running is left as it is,
+/// and one that `--rm` removed after its exit counts as stopped.
 ///
 /// # Errors
 ///
@@ -136,13 +147,13 @@ pub fn stop(
     }
     let signal = parse_signal(&state.stop_signal).unwrap_or(libc::SIGTERM);
     signal_running(&state, signal)?;
-    let state = wait_exited(containers, &state.id, timeout)?;
+    let state = wait_exited(containers, &state, timeout)?;
     if state.status != Status::Running {
         return Ok(state);
     }
     tracing::debug!(name = %state.name, "stop timed out, sending SIGKILL");
     signal_running(&state, libc::SIGKILL)?;
-    wait_exited(containers, &state.id, KILL_WAIT)
+    wait_exited(containers, &state, KILL_WAIT)
 }
 
 /// Removes the container `key`: its folder (upper folder, log, anonymous
@@ -172,7 +183,7 @@ pub fn remove(
             });
         }
         signal_running(&state, libc::SIGKILL)?;
-        state = wait_exited(containers, &state.id, KILL_WAIT)?;
+        state = wait_exited(containers, &state, KILL_WAIT)?;
         if state.status == Status::Running {
             return Err(RunnerError::State {
                 name: state.name.clone(),

@@ -401,6 +401,10 @@ pub fn create(store: &Store, options: &RunOptions) -> Result<ContainerState, Run
     for entry in &options.env {
         set_env(&mut env, entry);
     }
+    // Docker sets TERM for `-t` unless the image or the options set it.
+    if options.tty && !env.iter().any(|(name, _)| name == "TERM") {
+        env.push(("TERM".to_string(), "xterm".to_string()));
+    }
 
     let network = match options.network.as_str() {
         "" | "default" | "bridge" => "default",

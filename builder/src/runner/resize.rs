@@ -107,9 +107,14 @@ impl Drop for ResizeWatch {
 
 /// Sets the window size of the terminal `from` on the terminal `to`.
 /// Errors are ignored: `from` may have been closed, and the container's
-/// terminal may be gone once its command exited.
+/// terminal may be gone once its command exited. A size of 0x0 (a
+/// terminal that never got a size, such as one that `script` opens without
+/// a terminal on its input) is not copied, as the docker CLI skips it.
 pub(super) fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
     match rustix::termios::tcgetwinsize(from) {
+        Ok(size) if size.ws_row == 0 && size.ws_col == 0 => {
+            tracing::debug!("the attached terminal has no window size, keeping the container's");
+        }
         Ok(size) => {
             if let Err(error) = rustix::termios::tcsetwinsize(to, size) {
                 tracing::debug!(%error, "failed to set the container's window size");

@@ -514,4 +514,26 @@ mod tests {
         assert_eq!(rustix::io::read(&slave, &mut byte).unwrap(), 1);
         assert_eq!(byte[0], b'x');
     }
+
+    #[test]
+    fn zero_window_size_not_copied() {
+        let (outer, _outer_slave, _) = open_pty().unwrap();
+        let (inner, inner_slave, _) = open_pty().unwrap();
+        let size = |rows, cols| rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&inner, size(10, 20)).unwrap();
+
+        copy_window_size(outer.as_fd(), inner.as_fd());
+        let kept = rustix::termios::tcgetwinsize(&inner_slave).unwrap();
+        assert_eq!((kept.ws_row, kept.ws_col), (10, 20));
+
+        rustix::termios::tcsetwinsize(&outer, size(5, 6)).unwrap();
+        copy_window_size(outer.as_fd(), inner.as_fd());
+        let copied = rustix::termios::tcgetwinsize(&inner_slave).unwrap();
+        assert_eq!((copied.ws_row, copied.ws_col), (5, 6));
+    }
 }

@@ -75,7 +75,8 @@ impl Launched {
         self.reaper.signal(signal);
     }
 
-    /// Waits for the init to exit and returns how the command ended.
+    /// Waits for the init to exit and returns how the command ended. An
+    /// init killed by SIGKILL counts as a command killed by SIGKILL.
     ///
     /// # Errors
     ///
@@ -111,6 +112,18 @@ impl Launched {
                     return Err(process_error("read the sandbox's report", error.into()));
                 }
             }
+        }
+        // SIGKILL from `forge stop`, `forge kill` or the OOM killer ends the
+        // init before it can report, and it ends the command with it.
+        if reports.is_empty()
+            && libc::WIFSIGNALED(init_status)
+            && libc::WTERMSIG(init_status) == libc::SIGKILL
+        {
+            return Ok(RunOutcome {
+                exit_code: None,
+                signal: Some(libc::SIGKILL),
+                tail: Vec::new(),
+            });
         }
         linux::interpret(
             &self.command,

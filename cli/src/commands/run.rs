@@ -160,9 +160,8 @@ pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<()> {
 /// exit code than 1.
 #[allow(clippy::print_stderr)]
 fn print_error(error: &anyhow::Error) {
-    eprintln!("error: {error}");
-    for cause in error.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+    for line in crate::exit::message_lines(error) {
+        eprintln!("{line}");
     }
 }
 
