@@ -345,11 +345,13 @@ scenario_multistage() {
   # apt-get needs the network. dockerd runs without a bridge, so BuildKit
   # gets the host's network, as forge and buildah's chroot isolation do.
   BUILDKIT_NETWORK=host
+
   skopeo inspect --tls-verify=false "docker://$BASE_DEBIAN" >/dev/null 2>&1 ||
     die "multistage: $BASE_DEBIAN is missing; run bench/setup.sh debian first"
   rm -rf "$ctx"
   mkdir -p "$ctx"
   cp "$REPO_DIR/examples/multistage/hello.c" "$ctx/"
+
   for run in $(seq 1 "$cold_runs"); do
     for tool in $(turn_order "$run" "${TOOLS[@]}"); do
       reset "$tool" multistage debian
@@ -358,6 +360,7 @@ scenario_multistage() {
       record multistage cold "$tool" "$run" "$ELAPSED"
     done
   done
+
   for run in $(seq 1 "$RUNS"); do
     for tool in $(turn_order "$run" "${TOOLS[@]}"); do
       timed "multistage-$tool-cached$run" build "$tool" multistage \
@@ -365,6 +368,8 @@ scenario_multistage() {
       record multistage cached "$tool" "$run" "$ELAPSED"
     done
   done
+
+  # One edit of hello.c per run, then every tool rebuilds once.
   for run in $(seq 1 "$RUNS"); do
     printf '/* run %s of %s */\n' "$run" "$SESSION" >> "$ctx/hello.c"
     for tool in $(turn_order "$run" "${TOOLS[@]}"); do
@@ -373,6 +378,7 @@ scenario_multistage() {
       record multistage onefile "$tool" "$run" "$ELAPSED"
     done
   done
+
   for tool in "${TOOLS[@]}"; do reset_away "$tool" multistage; done
   BUILDKIT_NETWORK=none
 }

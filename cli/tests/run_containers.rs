@@ -955,7 +955,7 @@ fn stop_foreground_auto_removed() {
     };
     // Without -i the shell waits on its terminal and ignores SIGTERM, so
     // `stop` ends it with SIGKILL after the timeout. `--rm` removes the
-    // container before `stop` sees the exit in its record.
+    // container before `stop` reads the exit from its record.
     let mut run = spawn_run(&workspace, &["--rm", "-t", "--name", "fg", "busybox", "sh"]);
     run.stdin
         .take()

@@ -207,14 +207,7 @@ pub fn launch(spec: &RunSpec, io: LaunchIo) -> Result<Launched, SandboxError> {
         })?;
     }
     if rootless {
-        linux::map_ids(pid, subordinate).map_err(|source| SandboxError::Process {
-            command: command.clone(),
-            action: format!("map user ids for the sandbox (process {pid})"),
-            source,
-            hint: "; check /etc/subuid and /etc/subgid and that newuidmap and newgidmap \
-                   (package uidmap) are installed"
-                .to_string(),
-        })?;
+        linux::map_sandbox_ids(pid, subordinate, &command)?;
     }
     rustix::io::write(&sync_write, &[1])
         .map_err(|e| process_error("start the sandbox", e.into()))?;

@@ -422,14 +422,7 @@ fn start_and_wait(
     drop((stdout_write, stderr_write, report_write, sync_read, stdin));
 
     if rootless {
-        map_ids(pid, subordinate).map_err(|source| SandboxError::Process {
-            command: command.to_string(),
-            action: format!("map user ids for the sandbox (process {pid})"),
-            source,
-            hint: "; check /etc/subuid and /etc/subgid and that newuidmap and newgidmap \
-                   (package uidmap) are installed"
-                .to_string(),
-        })?;
+        map_sandbox_ids(pid, subordinate, command)?;
     }
     rustix::io::write(&sync_write, &[1])
         .map_err(|e| process_error("start the sandbox", e.into()))?;
@@ -793,6 +786,23 @@ fn check_mapped(
 
 /// Writes the user namespace's id maps for process `pid`: the caller is
 /// root, and ids from 1 map to the subordinate range when there is one.
+/// Maps the ids of the sandbox process `pid`, with an error that names
+/// `command` and the packages that provide the helpers.
+pub(super) fn map_sandbox_ids(
+    pid: libc::pid_t,
+    subordinate: Option<Subordinate>,
+    command: &str,
+) -> Result<(), SandboxError> {
+    map_ids(pid, subordinate).map_err(|source| SandboxError::Process {
+        command: command.to_string(),
+        action: format!("map user ids for the sandbox (process {pid})"),
+        source,
+        hint: "; check /etc/subuid and /etc/subgid and that newuidmap and newgidmap \
+               (package uidmap) are installed"
+            .to_string(),
+    })
+}
+
 pub(super) fn map_ids(pid: libc::pid_t, subordinate: Option<Subordinate>) -> io::Result<()> {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();

@@ -160,7 +160,8 @@ fn write_rootfs_layer(
     io::copy(&mut stream, &mut io::sink())
         .map_err(|source| import_error(layer::LayerError::Read { source }))?;
 
-    let mut writer = store.blob_writer()?;
+    // write_layer_threaded hashes what it writes, so the blob writer need not.
+    let mut writer = store.blob_writer_hashed_by_caller()?;
     let options = WriteOptions {
         compression,
         level: None,
@@ -171,7 +172,7 @@ fn write_rootfs_layer(
         // owners are lost.
         id_map: (!rustix::process::geteuid().is_root()).then(caller_as_root),
     };
-    let layer = layer::write_layer(work, &options, &mut writer).map_err(import_error)?;
+    let layer = layer::write_layer_threaded(work, &options, &mut writer).map_err(import_error)?;
     writer
         .commit(Some(&layer.digest))
         .map_err(ArchiveError::from)?;
