@@ -354,7 +354,10 @@ fn unpack_layers(
     run_bounded(&layers, jobs, |(layer, diff_id)| {
         crate::sandbox::unpack_layer(store, layer, diff_id)
             .map(|_| ())
-            .map_err(TransferError::store(format!("unpack layer {}", layer.digest())))
+            .map_err(TransferError::store(format!(
+                "unpack layer {}",
+                layer.digest()
+            )))
     })
 }
 

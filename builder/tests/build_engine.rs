@@ -824,7 +824,9 @@ fn miss_reason_ignores_other_contexts() {
         dockerfile_name: "Dockerfile".into(),
         ..BuildOptions::default()
     };
-    builder.build(&parsed, &options).expect("build in the second context");
+    builder
+        .build(&parsed, &options)
+        .expect("build in the second context");
     let events = progress.events();
     assert_eq!(cache_results(&events), vec![(2, false)]);
     assert_eq!(miss_reasons(&events), Vec::<String>::new());

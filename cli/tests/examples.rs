@@ -446,7 +446,10 @@ fn quickstart_builds_caches_and_runs() {
         return;
     };
     let pulled_output = pushed.podman.run(&pushed.remote, &["forge"]);
-    assert_eq!(pulled_output, output, "the pulled image prints something else");
+    assert_eq!(
+        pulled_output, output,
+        "the pulled image prints something else"
+    );
 }
 
 #[test]
@@ -516,7 +519,10 @@ fn multistage_builds_caches_and_runs() {
         return;
     };
     let pulled_output = pushed.podman.run(&pushed.remote, &["one", "two words"]);
-    assert_eq!(pulled_output, output, "the pulled image prints something else");
+    assert_eq!(
+        pulled_output, output,
+        "the pulled image prints something else"
+    );
 }
 
 /// Starts the webapp image on a free loopback port of the host network.

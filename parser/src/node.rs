@@ -159,7 +159,10 @@ mod tests {
     fn go_quote_escapes() {
         assert_eq!(go_quote("plain"), r#""plain""#);
         assert_eq!(go_quote("a\"b\\c"), r#""a\"b\\c""#);
-        assert_eq!(go_quote("\n\t\r\u{7}\u{8}\u{c}\u{b}"), r#""\n\t\r\a\b\f\v""#);
+        assert_eq!(
+            go_quote("\n\t\r\u{7}\u{8}\u{c}\u{b}"),
+            r#""\n\t\r\a\b\f\v""#
+        );
         assert_eq!(go_quote("\u{1}\u{7f}"), r#""\x01\x7f""#);
         assert_eq!(go_quote("\u{a0}\u{feff}"), r#""\u00a0\ufeff""#);
         assert_eq!(go_quote("한국어 é"), "\"한국어 é\"");

@@ -2,7 +2,6 @@
 //! conformance tables `dockerignore/cases.tsv` and
 //! `dockerignore/normalize.tsv`.
 
-
 use std::fs;
 use std::path::Path;
 

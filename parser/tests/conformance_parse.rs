@@ -7,7 +7,6 @@
     reason = "the test prints a summary of the cases"
 )]
 
-
 use std::fmt::Write as _;
 use std::fs;
 use std::panic;

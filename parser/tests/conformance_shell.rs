@@ -2,7 +2,6 @@
 //! `envVarTest` through [`Lexer::expand_word`] and `wordsTest` through
 //! [`Lexer::expand_words`], both with `\` as the escape character.
 
-
 use std::fs;
 use std::path::Path;
 

@@ -1,6 +1,5 @@
 //! Typed instructions parsed from Dockerfile text through both stages.
 
-
 use forge_parser::instructions::{
     CommandLine, Dockerfile, Expandable, Healthcheck, InstructionKind, MountType, Network, Source,
     parse,

@@ -449,11 +449,10 @@ impl Client {
         builder = if accept_invalid {
             builder.tls_danger_accept_invalid_certs(true)
         } else {
-            let tls = tls::client_config(self.certificates.clone()).map_err(|e| {
-                ClientError::Setup {
+            let tls =
+                tls::client_config(self.certificates.clone()).map_err(|e| ClientError::Setup {
                     reason: format!("cannot set up TLS: {e}"),
-                }
-            })?;
+                })?;
             builder.tls_backend_preconfigured(tls)
         };
         builder.build().map_err(|e| ClientError::Setup {

@@ -67,8 +67,7 @@ impl ServerCertVerifier for RegistryVerifier {
         }
         // NOTE: the validity period of such a certificate is not checked,
         // because the user trusts this exact certificate by configuring it.
-        let certificate = webpki::EndEntityCert::try_from(end_entity)
-            .map_err(|_| error.clone())?;
+        let certificate = webpki::EndEntityCert::try_from(end_entity).map_err(|_| error.clone())?;
         match certificate.verify_is_valid_for_subject_name(server_name) {
             Ok(()) => Ok(ServerCertVerified::assertion()),
             Err(_) => Err(error),

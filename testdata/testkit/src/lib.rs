@@ -58,7 +58,9 @@ pub fn require_tool(tool: &str) -> bool {
     if have_tool(tool) {
         return true;
     }
-    skip_or_fail(&format!("`{tool}` is not installed; `bash .ci/run` installs it"));
+    skip_or_fail(&format!(
+        "`{tool}` is not installed; `bash .ci/run` installs it"
+    ));
     false
 }
 
