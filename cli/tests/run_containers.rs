@@ -684,8 +684,83 @@ fn tty_gives_a_terminal() {
     let output = run_in_terminal(&inner);
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(4), "{stdout}");
-    assert!(stdout.contains("/dev/console"), "{stdout}");
+    assert!(stdout.contains("/dev/pts/0"), "{stdout}");
     assert!(stdout.contains("33 111"), "{stdout}");
+    workspace.finish();
+}
+
+#[test]
+fn tty_is_container_pts_zero() {
+    let Some(workspace) = Workspace::new("tty_is_container_pts_zero") else {
+        return;
+    };
+    // As with docker, the terminal comes from the container's own devpts,
+    // also without a terminal around forge. The terminal turns "\n" into
+    // "\r\n".
+    let output = workspace.run_ok(&["--rm", "-t", "busybox", "tty"]);
+    assert_eq!(text(&output.stdout), "/dev/pts/0\r\n");
+
+    // /dev/console is the same terminal, so writes to it reach the output.
+    let output = workspace.run_ok(&[
+        "--rm",
+        "-t",
+        "busybox",
+        "sh",
+        "-c",
+        "[ /dev/console -ef /dev/pts/0 ] && echo same; echo console >/dev/console; \
+         stat -c '%u %g' /dev/pts/0",
+    ]);
+    let stdout = text(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().map(str::trim_end).collect();
+    assert_eq!(lines, ["same", "console", "0 5"], "{stdout}");
+
+    // Another user owns its terminal, and the group stays tty (gid 5).
+    let output = workspace.run_ok(&[
+        "--rm",
+        "-t",
+        "-u",
+        "1000",
+        "busybox",
+        "sh",
+        "-c",
+        "tty; stat -c '%u %g' /dev/pts/0",
+    ]);
+    let stdout = text(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().map(str::trim_end).collect();
+    assert_eq!(lines, ["/dev/pts/0", "1000 5"], "{stdout}");
+
+    // Without -t the command has no terminal.
+    let output = workspace.run(&["--rm", "busybox", "tty"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "not a tty\n");
+
+    // A detached container logs what its terminal received.
+    let id = detached_id(&workspace.run(&["-d", "-t", "busybox", "tty"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while workspace.record(&id)["status"] != "exited" {
+        assert!(Instant::now() < deadline, "{}", workspace.record(&id));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs = workspace.forge_ok(&["logs", &id]);
+    assert_eq!(text(&logs.stdout), "/dev/pts/0\r\n");
+    workspace.forge_ok(&["rm", &id]);
+    workspace.finish();
+}
+
+#[test]
+fn tty_lists_container_pts() {
+    let Some(workspace) = Workspace::new("tty_lists_container_pts") else {
+        return;
+    };
+    // The container's devpts contains its terminal and ptmx, and none of
+    // the host's terminals.
+    let output = workspace.run_ok(&["--rm", "-t", "busybox", "ls", "/dev/pts"]);
+    let stdout = text(&output.stdout);
+    let names: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(names, ["0", "ptmx"], "{stdout:?}");
+
+    let output = workspace.run_ok(&["--rm", "busybox", "ls", "/dev/pts"]);
+    assert_eq!(text(&output.stdout), "ptmx\n");
     workspace.finish();
 }
 

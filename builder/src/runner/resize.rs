@@ -105,22 +105,33 @@ impl Drop for ResizeWatch {
     }
 }
 
-/// Sets the window size of the terminal `from` on the terminal `to`.
-/// Errors are ignored: `from` may have been closed, and the container's
-/// terminal may be gone once its command exited. A size of 0x0 (a
-/// terminal that never got a size, such as one that `script` opens without
-/// a terminal on its input) is not copied, as the docker CLI skips it.
-pub(super) fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
+/// Returns the window size of the terminal `from`, or `None` when it
+/// cannot be read or is 0x0. A terminal that never got a size, such as one
+/// that `script` opens without a terminal on its input, has 0x0, and the
+/// docker CLI skips that size too.
+pub(super) fn window_size(from: BorrowedFd<'_>) -> Option<rustix::termios::Winsize> {
     match rustix::termios::tcgetwinsize(from) {
         Ok(size) if size.ws_row == 0 && size.ws_col == 0 => {
             tracing::debug!("the attached terminal has no window size, keeping the container's");
+            None
         }
-        Ok(size) => {
-            if let Err(error) = rustix::termios::tcsetwinsize(to, size) {
-                tracing::debug!(%error, "failed to set the container's window size");
-            }
+        Ok(size) => Some(size),
+        Err(error) => {
+            tracing::debug!(%error, "failed to read the window size");
+            None
         }
-        Err(error) => tracing::debug!(%error, "failed to read the window size"),
+    }
+}
+
+/// Sets the window size of the terminal `from` on the terminal `to`,
+/// unless [`window_size`] returns `None` for `from`. Errors are ignored:
+/// `from` may have been closed, and the container's terminal may be gone
+/// once its command exited.
+pub(super) fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
+    if let Some(size) = window_size(from) {
+        if let Err(error) = rustix::termios::tcsetwinsize(to, size) {
+            tracing::debug!(%error, "failed to set the container's window size");
+        }
     }
 }
 

@@ -2,20 +2,19 @@
 //! exits, copying output to the log (and to an attached terminal), serving
 //! published ports and recording the exit code.
 
-use std::ffi::CStr;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::logs::{LogStream, LogWriter};
-use super::resize::{ResizeWatch, copy_window_size};
+use super::resize::{ResizeWatch, copy_window_size, window_size};
 use super::state::{ContainerState, Containers, ProcessId, Status, now};
 use super::{RunnerError, cgroup, forward};
 use crate::sandbox::{
-    self, InterruptWatch, LaunchIo, Network, RunMount, RunMountKind, RunOutcome, RunSpec,
+    self, CommandStreams, InterruptWatch, LaunchIo, Network, RunMount, RunMountKind, RunOutcome,
+    RunSpec,
 };
 
 /// The destinations of the container's streams besides the log.
@@ -134,38 +133,6 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)
 }
 
-/// Opens a new pseudo-terminal and returns its master, its slave and the
-/// slave's path.
-#[allow(unsafe_code)]
-fn open_pty() -> io::Result<(OwnedFd, OwnedFd, PathBuf)> {
-    // SAFETY: posix_openpt takes flags and returns a new descriptor or -1.
-    let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
-    if master < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `master` is a fresh descriptor owned by nothing else.
-    let master = unsafe { OwnedFd::from_raw_fd(master) };
-    let mut name = [0 as libc::c_char; 128];
-    // SAFETY: `master` is an open pty master; `name` is a writable buffer
-    // of the given length, and ptsname_r terminates it with NUL.
-    let path = unsafe {
-        if libc::grantpt(master.as_raw_fd()) != 0
-            || libc::unlockpt(master.as_raw_fd()) != 0
-            || libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-        CStr::from_ptr(name.as_ptr()).to_owned()
-    };
-    let slave = rustix::fs::open(
-        path.as_c_str(),
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
-    let path = PathBuf::from(std::ffi::OsStr::from_bytes(path.to_bytes()));
-    Ok((master, slave, path))
-}
-
 /// Puts a terminal into raw mode and restores it on drop.
 struct RawMode {
     fd: OwnedFd,
@@ -201,9 +168,24 @@ struct Streams {
     input: Option<(OwnedFd, OwnedFd)>,
     /// The pty master with `-t`, which receives window size changes.
     pty: Option<OwnedFd>,
+    /// With `-it`, the attached input until the pty master exists.
+    pending_input: Option<OwnedFd>,
     /// The write end of a detached `-i` stdin, kept so the command does
     /// not see end of file.
     _held_stdin: Option<OwnedFd>,
+}
+
+impl Streams {
+    /// Makes `master`, the master of the terminal that the sandbox created
+    /// for `-t`, the source of all output and the target of attached input.
+    fn use_terminal(&mut self, master: OwnedFd) -> io::Result<()> {
+        if let Some(source) = self.pending_input.take() {
+            self.input = Some((master.try_clone()?, source));
+        }
+        self.pty = Some(master.try_clone()?);
+        self.outputs = vec![(master, LogStream::Stdout)];
+        Ok(())
+    }
 }
 
 /// Returns a copy of the attached terminal whose window size the
@@ -224,28 +206,24 @@ fn streams(
 ) -> io::Result<(Streams, LaunchIo)> {
     let null = || -> io::Result<OwnedFd> { Ok(fs::File::open("/dev/null")?.into()) };
     if state.tty {
-        // The pty comes from the host's devpts, so the container sees its
-        // slave as /dev/console.
-        let (master, slave, path) = open_pty()?;
-        if let Some(terminal) = terminal {
-            copy_window_size(terminal, slave.as_fd());
-        }
-        let input = match (state.interactive, attach.stdin.take()) {
-            (true, Some(source)) => Some((master.try_clone()?, source)),
-            _ => None,
+        // The sandbox creates the terminal in the container's devpts and
+        // returns its master, which `Streams::use_terminal` takes.
+        let pending_input = if state.interactive {
+            attach.stdin.take()
+        } else {
+            None
         };
         let io = LaunchIo {
-            stdin: slave.try_clone()?,
-            stdout: slave.try_clone()?,
-            stderr: slave,
-            tty: true,
-            console: Some(path),
+            streams: CommandStreams::Terminal {
+                window_size: terminal.and_then(window_size),
+            },
             cgroup_procs: Vec::new(),
         };
         let streams = Streams {
-            pty: Some(master.try_clone()?),
-            outputs: vec![(master, LogStream::Stdout)],
-            input,
+            outputs: Vec::new(),
+            input: None,
+            pty: None,
+            pending_input,
             _held_stdin: None,
         };
         return Ok((streams, io));
@@ -264,11 +242,11 @@ fn streams(
         (false, _) => null()?,
     };
     let io = LaunchIo {
-        stdin,
-        stdout: stdout_write,
-        stderr: stderr_write,
-        tty: false,
-        console: None,
+        streams: CommandStreams::Files {
+            stdin,
+            stdout: stdout_write,
+            stderr: stderr_write,
+        },
         cgroup_procs: Vec::new(),
     };
     let streams = Streams {
@@ -278,6 +256,7 @@ fn streams(
         ],
         input: None,
         pty: None,
+        pending_input: None,
         _held_stdin: held,
     };
     Ok((streams, io))
@@ -350,7 +329,7 @@ fn run(
         },
         None => None,
     };
-    let (streams, mut io) = streams(state, &mut attach, terminal.as_ref().map(AsFd::as_fd))
+    let (mut streams, mut io) = streams(state, &mut attach, terminal.as_ref().map(AsFd::as_fd))
         .map_err(|e| RunnerError::io("set up the streams of", &dir, e))?;
     io.cgroup_procs = state
         .cgroups
@@ -366,7 +345,12 @@ fn run(
     let mut log =
         LogWriter::open(&log_path).map_err(|e| RunnerError::io("open the log", &log_path, e))?;
 
-    let launched = sandbox::launch(&spec, io)?;
+    let mut launched = sandbox::launch(&spec, io)?;
+    if let Some(master) = launched.take_terminal() {
+        streams
+            .use_terminal(master)
+            .map_err(|e| RunnerError::io("set up the terminal of", &dir, e))?;
+    }
     let init_pid = launched.pid();
     let _forwarders = if sockets.is_empty() {
         None
@@ -490,6 +474,8 @@ fn run(
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::FromRawFd;
+
     use super::*;
 
     #[test]
@@ -504,21 +490,34 @@ mod tests {
         assert_eq!(exit_code(&outcome(None, Some(15))), 143);
     }
 
-    #[test]
-    fn pty_pair_is_a_terminal() {
-        let (master, slave, path) = open_pty().unwrap();
-        assert!(path.starts_with("/dev/pts"), "{}", path.display());
-        assert!(rustix::termios::isatty(&slave));
-        write_all(&master, b"x\n").unwrap();
-        let mut byte = [0u8; 1];
-        assert_eq!(rustix::io::read(&slave, &mut byte).unwrap(), 1);
-        assert_eq!(byte[0], b'x');
+    /// Opens a pseudo-terminal of the host's devpts and returns its
+    /// master and its slave.
+    #[allow(unsafe_code)]
+    fn open_pty() -> (OwnedFd, OwnedFd) {
+        // SAFETY: posix_openpt takes flags and returns a new descriptor or -1.
+        let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+        assert!(master >= 0, "{}", io::Error::last_os_error());
+        // SAFETY: `master` is a fresh descriptor owned by nothing else.
+        let master = unsafe { OwnedFd::from_raw_fd(master) };
+        // SAFETY: unlockpt and TIOCGPTPEER take an open pty master and plain
+        // flags; TIOCGPTPEER returns a new descriptor or -1.
+        let slave = unsafe {
+            assert_eq!(libc::unlockpt(master.as_raw_fd()), 0);
+            libc::ioctl(
+                master.as_raw_fd(),
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY,
+            )
+        };
+        assert!(slave >= 0, "{}", io::Error::last_os_error());
+        // SAFETY: `slave` is a fresh descriptor owned by nothing else.
+        (master, unsafe { OwnedFd::from_raw_fd(slave) })
     }
 
     #[test]
     fn zero_window_size_not_copied() {
-        let (outer, _outer_slave, _) = open_pty().unwrap();
-        let (inner, inner_slave, _) = open_pty().unwrap();
+        let (outer, _outer_slave) = open_pty();
+        let (inner, inner_slave) = open_pty();
         let size = |rows, cols| rustix::termios::Winsize {
             ws_row: rows,
             ws_col: cols,

@@ -18,6 +18,7 @@ use std::os::fd::RawFd;
 use super::caps;
 use super::plan::{self, Step};
 use super::syscall::{Errno, LinuxSyscall, Syscall};
+use super::terminal;
 use super::title::{self, ArgRegion};
 
 /// Everything the child processes need, prepared by the parent.
@@ -40,9 +41,11 @@ pub(crate) struct ChildSpec {
     /// Whether the sandbox has its own network namespace whose loopback
     /// interface must be brought up.
     pub(crate) loopback_up: bool,
-    /// Whether the command's standard input is a terminal that becomes the
-    /// controlling terminal of its session, so Ctrl-C there sends SIGINT.
-    pub(crate) controlling_tty: bool,
+    /// A terminal that the init creates in the container's devpts for the
+    /// command (`forge run -t`). It replaces `stdin`, `stdout` and `stderr`
+    /// and becomes the controlling terminal of the command's session, so
+    /// Ctrl-C there sends SIGINT.
+    pub(crate) terminal: Option<TerminalSpec>,
     /// Capability mask that the command keeps (see [`caps`]); `None` keeps
     /// every capability (`RUN --security=insecure`).
     pub(crate) capabilities: Option<u64>,
@@ -56,6 +59,16 @@ pub(crate) struct ChildSpec {
     /// Read end of the pipe on which the parent allows the child to go on
     /// (after writing the user namespace's id maps).
     pub(crate) sync: RawFd,
+}
+
+/// The terminal of [`ChildSpec::terminal`].
+#[derive(Clone, Copy)]
+pub(crate) struct TerminalSpec {
+    /// The init's end of the unix socket pair on which it sends the
+    /// terminal's master to the supervisor.
+    pub(crate) socket: RawFd,
+    /// Window size set before the command starts; `None` leaves 0x0.
+    pub(crate) window_size: Option<libc::winsize>,
 }
 
 impl ChildSpec {
@@ -136,6 +149,10 @@ pub(crate) enum CommandStage {
     Fork = 6,
     Loopback = 7,
     Capabilities = 8,
+    Terminal = 9,
+    Console = 10,
+    TerminalHandoff = 11,
+    TerminalOwner = 12,
 }
 
 impl CommandStage {
@@ -150,6 +167,10 @@ impl CommandStage {
             6 => "start the command process",
             7 => "bring up the loopback interface",
             8 => "limit the capabilities of the command",
+            9 => "create a terminal with the container's /dev/ptmx",
+            10 => "bind the terminal to /dev/console",
+            11 => "send the terminal to the supervisor",
+            12 => "give the terminal to the command's user",
             _ => "prepare the command",
         }
     }
@@ -277,7 +298,8 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
             exit(1);
         }
     }
-    let mut keep = [spec.stdin, spec.stdout, spec.stderr, spec.report];
+    let socket = spec.terminal.map_or(-1, |terminal| terminal.socket);
+    let mut keep = [spec.stdin, spec.stdout, spec.stderr, spec.report, socket];
     close_other_fds(&mut keep);
     // SAFETY: umask takes a plain integer.
     unsafe { libc::umask(0) };
@@ -305,6 +327,23 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
         }
     }
 
+    let streams = match &spec.terminal {
+        Some(terminal) => match create_terminal(terminal) {
+            Ok(slave) => [slave; 3],
+            Err((stage, errno)) => {
+                report(
+                    spec.report,
+                    Report::Command {
+                        stage: stage as u32,
+                        errno,
+                    },
+                );
+                exit(1);
+            }
+        },
+        None => [spec.stdin, spec.stdout, spec.stderr],
+    };
+
     // Signals stay blocked in the init and are taken with sigwaitinfo, so
     // the kernel delivers them although PID 1 has no handlers.
     // SAFETY: the sigset functions only write to `set`, a valid local value.
@@ -320,7 +359,7 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
     };
 
     let command = match clone_process(0) {
-        Ok(0) => command_main(spec),
+        Ok(0) => command_main(spec, streams),
         Ok(pid) => pid,
         Err(errno) => {
             report(
@@ -333,6 +372,12 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
             exit(1);
         }
     };
+    if spec.terminal.is_some() {
+        // Only the command has the slave open now, so reading the master
+        // fails with EIO once the command and everything it started closed it.
+        // SAFETY: the slave is open and owned by the init.
+        unsafe { libc::close(streams[0]) };
+    }
 
     loop {
         // SAFETY: `set` is a valid signal set; the info argument may be null.
@@ -357,9 +402,35 @@ pub(crate) fn init_main(spec: &ChildSpec) -> ! {
     }
 }
 
-/// Sets up and execs the command; never returns.
+/// Creates the command's terminal in the container's devpts, binds it to
+/// `/dev/console`, sends its master to the supervisor and returns the
+/// slave. Runs in the init after `pivot_root`.
 #[allow(unsafe_code)]
-fn command_main(spec: &ChildSpec) -> ! {
+fn create_terminal(spec: &TerminalSpec) -> Result<RawFd, (CommandStage, Errno)> {
+    let pty = terminal::open_pty(c"/dev/ptmx", spec.window_size.as_ref())
+        .map_err(|errno| (CommandStage::Terminal, errno))?;
+    let mut buffer = [0u8; terminal::PTS_PATH_SIZE];
+    let path = terminal::pts_path(pty.index, &mut buffer);
+    let bound = LinuxSyscall
+        .mount(Some(path), c"/dev/console", None, libc::MS_BIND, None)
+        .map_err(|errno| (CommandStage::Console, errno));
+    let sent = bound.and_then(|()| {
+        terminal::send_fd(spec.socket, pty.master)
+            .map_err(|errno| (CommandStage::TerminalHandoff, errno))
+    });
+    // SAFETY: the master and the socket are open and owned by the init,
+    // which needs neither once the supervisor has the master.
+    unsafe {
+        libc::close(pty.master);
+        libc::close(spec.socket);
+    }
+    sent.map(|()| pty.slave)
+}
+
+/// Sets up and execs the command with `streams` as its standard input,
+/// output and error; never returns.
+#[allow(unsafe_code)]
+fn command_main(spec: &ChildSpec, streams: [RawFd; 3]) -> ! {
     let sys = LinuxSyscall;
     let fail = |stage: CommandStage, errno: Errno| -> ! {
         report(
@@ -381,14 +452,25 @@ fn command_main(spec: &ChildSpec) -> ! {
                 libc::signal(signal, libc::SIG_DFL);
             }
         }
-        for (from, to) in [(spec.stdin, 0), (spec.stdout, 1), (spec.stderr, 2)] {
-            if libc::dup2(from, to) < 0 {
+        for (to, from) in streams.into_iter().enumerate() {
+            // dup2 onto the same number keeps close-on-exec, so the flag
+            // is cleared explicitly.
+            let to = to as libc::c_int;
+            if libc::dup2(from, to) < 0 || libc::fcntl(to, libc::F_SETFD, 0) < 0 {
                 fail(CommandStage::Streams, errno());
             }
         }
         libc::setsid();
-        if spec.controlling_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-            fail(CommandStage::Streams, errno());
+        if spec.terminal.is_some() {
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                fail(CommandStage::Streams, errno());
+            }
+            // The command's user owns its terminal, as runc's init does it
+            // for docker (fixStdioPermissions in libcontainer). The group
+            // stays the one devpts gave it: `tty` (gid 5) as root.
+            if libc::fchown(0, spec.uid, libc::gid_t::MAX) < 0 {
+                fail(CommandStage::TerminalOwner, errno());
+            }
         }
     }
 

@@ -1,37 +1,52 @@
 //! Long-running sandboxes for `forge run`: the same namespaces, overlay and
-//! init as a RUN step, but with the caller's standard streams, an optional
-//! controlling terminal and cgroups joined before the command starts. The
-//! caller watches the init and collects the exit status when it ends.
+//! init as a RUN step, but with the caller's standard streams or a terminal
+//! of the container's own devpts, and cgroups joined before the command
+//! starts. The caller watches the init and collects the exit status when it
+//! ends.
 
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
-use super::child::{self, REPORT_SIZE, Report};
+use super::child::{self, REPORT_SIZE, Report, TerminalSpec};
 use super::linux::{self, Prepared, Reaper};
 use super::prepare::StateDir;
 use super::signals::Watch;
+use super::terminal;
 use super::{Network, RunOutcome, RunSpec, SandboxError};
 
 /// Standard streams and process settings of a launched sandbox.
 #[derive(Debug)]
 pub struct LaunchIo {
-    /// Standard input of the command.
-    pub stdin: OwnedFd,
-    /// Standard output of the command.
-    pub stdout: OwnedFd,
-    /// Standard error of the command.
-    pub stderr: OwnedFd,
-    /// Whether `stdin` is a terminal that becomes the command's
-    /// controlling terminal.
-    pub tty: bool,
-    /// Host path of that terminal (`/dev/pts/N`), bound to the
-    /// container's `/dev/console` so the command can find its name.
-    pub console: Option<PathBuf>,
+    /// Standard input, output and error of the command.
+    pub streams: CommandStreams,
     /// `cgroup.procs` files that receive the sandbox init's PID before the
     /// command starts, so the command and its children run in those cgroups.
     pub cgroup_procs: Vec<PathBuf>,
+}
+
+/// The source of the command's standard streams.
+#[derive(Debug)]
+pub enum CommandStreams {
+    /// Descriptors of the caller.
+    Files {
+        /// Standard input of the command.
+        stdin: OwnedFd,
+        /// Standard output of the command.
+        stdout: OwnedFd,
+        /// Standard error of the command.
+        stderr: OwnedFd,
+    },
+    /// A new terminal of the container's own devpts instance, as docker
+    /// gives `run -t`. The command finds it at `/dev/pts/0` and
+    /// `/dev/console`, and it is the controlling terminal of the command's
+    /// session. [`Launched::take_terminal`] returns its master.
+    Terminal {
+        /// Window size of the terminal when the command starts; `None`
+        /// leaves it at 0x0.
+        window_size: Option<rustix::termios::Winsize>,
+    },
 }
 
 /// A running sandbox started by [`launch`]. Dropping it kills the sandbox.
@@ -45,6 +60,7 @@ pub struct Launched {
     reaper: Reaper,
     pidfd: OwnedFd,
     report: OwnedFd,
+    terminal: Option<OwnedFd>,
     _state: StateDir,
 }
 
@@ -66,6 +82,12 @@ impl Launched {
     /// Returns a pidfd of the init that becomes readable when it exits.
     pub fn pidfd(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()
+    }
+
+    /// Returns the master of the terminal of [`CommandStreams::Terminal`]
+    /// on the first call, else `None`.
+    pub fn take_terminal(&mut self) -> Option<OwnedFd> {
+        self.terminal.take()
     }
 
     /// Sends `signal` to the init, which forwards SIGINT, SIGTERM, SIGHUP,
@@ -147,8 +169,11 @@ impl Launched {
 ///
 /// A [`SandboxError`] naming the command and the step that failed before
 /// the sandbox started: preparing mounts, resolving the user, creating the
-/// namespaces, joining a cgroup or mapping ids.
+/// namespaces, joining a cgroup or mapping ids. With
+/// [`CommandStreams::Terminal`] also the error of a mount or of creating
+/// the terminal, because the init reports those before the command starts.
 pub fn launch(spec: &RunSpec, io: LaunchIo) -> Result<Launched, SandboxError> {
+    let console = matches!(io.streams, CommandStreams::Terminal { .. });
     let Prepared {
         command,
         program,
@@ -158,7 +183,7 @@ pub fn launch(spec: &RunSpec, io: LaunchIo) -> Result<Launched, SandboxError> {
         mut child,
         candidates,
         path_var,
-    } = linux::prepare(spec, io.console.as_deref())?;
+    } = linux::prepare(spec, console)?;
     let process_error = |action: &str, source: io::Error| SandboxError::Process {
         command: command.clone(),
         action: action.to_string(),
@@ -169,12 +194,38 @@ pub fn launch(spec: &RunSpec, io: LaunchIo) -> Result<Launched, SandboxError> {
     let (report_read, report_write) =
         linux::pipe().map_err(|e| process_error("create a pipe", e))?;
     let (sync_read, sync_write) = linux::pipe().map_err(|e| process_error("create a pipe", e))?;
-    child.stdin = io.stdin.as_raw_fd();
-    child.stdout = io.stdout.as_raw_fd();
-    child.stderr = io.stderr.as_raw_fd();
+    // The supervisor's end of the socket pair that carries the terminal,
+    // and the descriptors that only the child needs.
+    let mut terminal_socket = None;
+    let child_fds = match io.streams {
+        CommandStreams::Files {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            child.stdin = stdin.as_raw_fd();
+            child.stdout = stdout.as_raw_fd();
+            child.stderr = stderr.as_raw_fd();
+            vec![stdin, stdout, stderr]
+        }
+        CommandStreams::Terminal { window_size } => {
+            let (ours, theirs) = terminal::socket_pair()
+                .map_err(|e| process_error("create a socket pair for the terminal", e))?;
+            child.terminal = Some(TerminalSpec {
+                socket: theirs.as_raw_fd(),
+                window_size: window_size.map(|size| libc::winsize {
+                    ws_row: size.ws_row,
+                    ws_col: size.ws_col,
+                    ws_xpixel: size.ws_xpixel,
+                    ws_ypixel: size.ws_ypixel,
+                }),
+            });
+            terminal_socket = Some(ours);
+            vec![theirs]
+        }
+    };
     child.report = report_write.as_raw_fd();
     child.sync = sync_read.as_raw_fd();
-    child.controlling_tty = io.tty;
 
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
@@ -195,8 +246,7 @@ pub fn launch(spec: &RunSpec, io: LaunchIo) -> Result<Launched, SandboxError> {
         }
     };
     let reaper = Reaper { pid, reaped: false };
-    drop((report_write, sync_read));
-    drop((io.stdin, io.stdout, io.stderr));
+    drop((report_write, sync_read, child_fds));
 
     for procs in &io.cgroup_procs {
         fs::write(procs, pid.to_string()).map_err(|source| SandboxError::Prepare {
@@ -220,7 +270,7 @@ pub fn launch(spec: &RunSpec, io: LaunchIo) -> Result<Launched, SandboxError> {
     )
     .map_err(|e| process_error("watch the sandbox", e.into()))?;
 
-    Ok(Launched {
+    let mut launched = Launched {
         command,
         program,
         path_var,
@@ -230,8 +280,37 @@ pub fn launch(spec: &RunSpec, io: LaunchIo) -> Result<Launched, SandboxError> {
         reaper,
         pidfd,
         report: report_read,
+        terminal: None,
         _state: state,
-    })
+    };
+    if let Some(socket) = terminal_socket {
+        // The init sends the master after its mounts and before the command
+        // starts, or closes the socket when it failed before.
+        match terminal::receive_master(socket.as_fd()) {
+            Ok(Some(master)) => launched.terminal = Some(master),
+            Ok(None) => {
+                let command = launched.command.clone();
+                return Err(match launched.wait() {
+                    Err(error) => error,
+                    Ok(_) => SandboxError::Process {
+                        command,
+                        action: "receive the terminal from the sandbox".to_string(),
+                        source: io::Error::other("the sandbox's init ended without sending it"),
+                        hint: String::new(),
+                    },
+                });
+            }
+            Err(error) => {
+                return Err(SandboxError::Process {
+                    command: launched.command.clone(),
+                    action: "receive the terminal from the sandbox".to_string(),
+                    source: error,
+                    hint: String::new(),
+                });
+            }
+        }
+    }
+    Ok(launched)
 }
 
 /// A registration for SIGINT and SIGTERM sent to this process. While it

@@ -66,18 +66,17 @@ pub(crate) fn run(
         mut child,
         candidates,
         path_var,
-    } = prepare(spec, None)?;
+    } = prepare(spec, false)?;
     apply_security(&mut child, security);
     let points = if spec.work.as_os_str().is_empty() {
         let folder = state.path().join("mountpoints");
-        let created = super::points::merge(&folder, &spec.upper).map_err(|source| {
-            SandboxError::Prepare {
+        let created =
+            super::points::merge(&folder, &spec.upper).map_err(|source| SandboxError::Prepare {
                 command: command.clone(),
                 action: "create mount points in".to_string(),
                 path: spec.upper.clone(),
                 source,
-            }
-        })?;
+            })?;
         Some(created)
     } else {
         None
@@ -116,9 +115,9 @@ pub(crate) fn run(
 }
 
 /// Resolves the user, mounts, mount plan, environment and PATH lookup of
-/// `spec` without starting anything. `console` is a host terminal device
-/// to bind to `/dev/console`.
-pub(super) fn prepare(spec: &RunSpec, console: Option<&Path>) -> Result<Prepared, SandboxError> {
+/// `spec` without starting anything. With `console` the plan creates the
+/// mount point `/dev/console` for the terminal of `forge run -t`.
+pub(super) fn prepare(spec: &RunSpec, console: bool) -> Result<Prepared, SandboxError> {
     let command = spec.argv.join(" ");
     let Some(program) = spec.argv.first() else {
         return Err(SandboxError::InvalidSpec {
@@ -240,7 +239,7 @@ pub(super) fn prepare(spec: &RunSpec, console: Option<&Path>) -> Result<Prepared
         mounts: planned,
         workdir: workdir.clone(),
         workdir_owner: (exec_user.uid, exec_user.gid),
-        console: console.map(Path::to_path_buf),
+        console,
     };
     let steps = plan::build(&layout).map_err(|error| SandboxError::InvalidSpec {
         command: command.clone(),
@@ -280,7 +279,7 @@ pub(super) fn prepare(spec: &RunSpec, console: Option<&Path>) -> Result<Prepared
         groups: exec_user.groups.clone(),
         set_groups: !rootless || subordinate.is_some(),
         loopback_up: spec.network == Network::None,
-        controlling_tty: false,
+        terminal: None,
         capabilities: Some(caps::DEFAULT_MASK),
         arg_region: title::arg_region(),
         stdin: -1,

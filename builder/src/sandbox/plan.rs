@@ -71,9 +71,9 @@ pub(crate) struct Layout {
     pub(crate) workdir: String,
     /// Owner of created working directory folders.
     pub(crate) workdir_owner: (u32, u32),
-    /// Host terminal device bound to `/dev/console`, so a command whose
-    /// streams are that terminal finds a name for it.
-    pub(crate) console: Option<PathBuf>,
+    /// Whether `/dev/console` gets an empty file as the mount point of the
+    /// terminal that the init creates for `forge run -t`.
+    pub(crate) console: bool,
 }
 
 /// A `RUN --mount` entry ready to mount.
@@ -539,20 +539,13 @@ fn push_dev(steps: &mut Vec<Step>, layout: &Layout) -> Result<(), NulInPath> {
             data: None,
         });
     }
-    if let Some(console) = &layout.console {
+    if layout.console {
         steps.push(Step::WriteFile {
             path: at("console")?,
             data: Vec::new(),
             uid: 0,
             gid: 0,
             mode: 0o620,
-        });
-        steps.push(Step::Mount {
-            source: Some(c_path(console)?),
-            target: at("console")?,
-            fstype: None,
-            flags: libc::MS_BIND,
-            data: None,
         });
     }
     steps.push(Step::Mkdir {
@@ -725,7 +718,7 @@ mod tests {
             mounts,
             workdir: "/app/src".to_string(),
             workdir_owner: (1000, 100),
-            console: None,
+            console: false,
         }
     }
 
@@ -1030,18 +1023,20 @@ mod tests {
     }
 
     #[test]
-    fn console_is_bound_when_set() {
+    fn console_mount_point_when_set() {
         let mut with_console = layout(Vec::new(), false);
-        with_console.console = Some(PathBuf::from("/dev/pts/7"));
+        with_console.console = true;
         let steps = build(&with_console).unwrap();
         let sys = RecordingSyscall::default();
         apply(&steps, &sys).unwrap();
-        let mounts = mounts_only(&sys.calls());
-        let at = mounts
+        let calls = sys.calls();
+        let written = calls
             .iter()
-            .position(|c| c == "mount /dev/pts/7 /s/root/dev/console - bind -")
+            .position(|c| c == "write_file /s/root/dev/console 0 bytes 600")
             .unwrap();
-        assert!(mounts[at - 1].contains("/s/root/dev/tty"), "{mounts:?}");
+        assert_eq!(calls[written + 2], "chmod /s/root/dev/console 620");
+        let console_calls: Vec<&String> = calls.iter().filter(|c| c.contains("console")).collect();
+        assert_eq!(console_calls.len(), 3, "{console_calls:?}");
 
         let steps = build(&layout(Vec::new(), false)).unwrap();
         let sys = RecordingSyscall::default();
@@ -1075,7 +1070,10 @@ mod tests {
         assert_eq!(calls[2], "statvfs /s/root");
         // The recording statvfs reports nosuid, which the remount keeps.
         assert_eq!(calls[3], "mount - /s/root - nosuid|nodev|remount|bind -");
-        assert!(!calls.iter().any(|call| call.contains("overlay")), "{calls:?}");
+        assert!(
+            !calls.iter().any(|call| call.contains("overlay")),
+            "{calls:?}"
+        );
     }
 
     #[test]
