@@ -14,7 +14,18 @@ use clap::{Parser, Subcommand};
 
 /// Build OCI container images from Dockerfiles, without a daemon.
 #[derive(Debug, Parser)]
-#[command(name = "forge", version, about, max_term_width = 100)]
+#[command(
+    name = "forge",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = "Environment:\n  \
+        FORGE_ROOT  Store folder, as --root.\n  \
+        FORGE_LOG   Which log messages reach standard error, in the syntax of\n              \
+                    tracing-subscriber's EnvFilter: a level (`error`, `warn`, `info`,\n              \
+                    `debug`, `trace`) or TARGET=LEVEL pairs separated by commas, such\n              \
+                    as `warn,forge_cache=debug`. Default: `warn`."
+)]
 struct Cli {
     /// Store folder for images, layers and the build cache. Default:
     /// `$XDG_DATA_HOME/forge`, or `/var/lib/forge` as root.
@@ -91,7 +102,10 @@ impl Globals {
     /// Opens the store at `--root` (or the default root), creating it on
     /// first use.
     pub fn open_store(&self) -> anyhow::Result<forge_cache::store::Store> {
-        let root = self.root.clone().unwrap_or_else(forge_cache::store::default_root);
+        let root = self
+            .root
+            .clone()
+            .unwrap_or_else(forge_cache::store::default_root);
         forge_cache::store::Store::open(&root).with_context(|| {
             format!(
                 "cannot use the store at `{}`; pass another folder with --root or FORGE_ROOT",
@@ -101,8 +115,37 @@ impl Globals {
     }
 }
 
+/// Environment variable holding the log filter.
+const LOG_FILTER_VAR: &str = "FORGE_LOG";
+
+/// Sends `tracing` events to standard error, filtered by `FORGE_LOG`
+/// (default `warn`). Colours are used only when standard error is a
+/// terminal.
+fn init_logging() -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::EnvFilter;
+
+    let filter = match std::env::var(LOG_FILTER_VAR) {
+        Ok(value) if !value.trim().is_empty() => EnvFilter::try_new(&value).with_context(|| {
+            format!(
+                "invalid {LOG_FILTER_VAR} `{value}`: write a level such as `debug`, or TARGET=LEVEL pairs separated by commas"
+            )
+        })?,
+        _ => EnvFilter::new("warn"),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(error) = init_logging() {
+        return exit::report(Err(error));
+    }
     let globals = Globals { root: cli.root };
     let result = match cli.command {
         Command::Parse(args) => commands::parse::run(&args),

@@ -533,6 +533,11 @@ fn docker_archive_load_gzips_layers() {
     let load = fixture.forge("second", &["load", "-i", &archive]);
     assert_eq!(load.status.code(), Some(0), "{}", stderr(&load));
     assert_eq!(stdout(&load), "Loaded image: busybox:latest\n");
+    // The load records the size of the layer it hashed.
+    let records = std::fs::read_dir(fixture.path("second").join("forge/layer-sizes"))
+        .expect("layer size folder")
+        .count();
+    assert_eq!(records, 1);
 
     let loaded = fixture.inspect("second", "busybox");
     assert_eq!(loaded["Id"], id);
@@ -570,7 +575,8 @@ fn docker_archive_load_gzips_layers() {
         );
     }
 
-    // `forge images` shows the compressed size, as for the original.
+    // `forge images` shows the uncompressed size: the import recorded it
+    // when it wrote the layer, and the load when it hashed the tar.
     let size_of = |store: &str| {
         let listed = fixture.forge(store, &["images"]);
         assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
@@ -582,4 +588,132 @@ fn docker_archive_load_gzips_layers() {
             .to_string()
     };
     assert_eq!(size_of("second"), size_of("first"));
+}
+
+/// Asserts that the store folder `store` has no blob named by any of the
+/// layer diff ids of image `name`, and that `forge store check` finds no
+/// problem.
+fn assert_no_plain_layer_blob(fixture: &Fixture, store: &str, name: &str) {
+    let loaded = fixture.inspect(store, name);
+    let diff_ids = loaded["Config"]["rootfs"]["diff_ids"]
+        .as_array()
+        .expect("diff_ids array");
+    assert!(!diff_ids.is_empty(), "{loaded}");
+    for diff_id in diff_ids {
+        let plain = blob_path(&fixture.path(store), diff_id);
+        assert!(
+            !plain.exists(),
+            "uncompressed layer blob {} stored",
+            plain.display()
+        );
+    }
+    let check = fixture.forge(store, &["store", "check"]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    assert!(
+        stdout(&check).contains(": 0 problems"),
+        "{}",
+        stdout(&check)
+    );
+}
+
+#[test]
+fn docker_archive_load_stores_no_plain_layer() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    let id = fixture.import("first", "busybox");
+    let archive = fixture.path("docker.tar");
+    let archive_text = archive.to_string_lossy().into_owned();
+    let save = fixture.forge(
+        "first",
+        &["save", "busybox", "--format", "docker", "-o", &archive_text],
+    );
+    assert_eq!(save.status.code(), Some(0), "{}", stderr(&save));
+
+    // From the tar.
+    let load = fixture.forge("from-tar", &["load", "-i", &archive_text]);
+    assert_eq!(load.status.code(), Some(0), "{}", stderr(&load));
+    assert_eq!(fixture.inspect("from-tar", "busybox")["Id"], id);
+    assert_no_plain_layer_blob(&fixture, "from-tar", "busybox");
+
+    // From the same archive unpacked into a folder.
+    let folder = fixture.path("docker-folder");
+    std::fs::create_dir_all(&folder).expect("archive folder");
+    run_tool(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&folder)
+            .arg("-xf")
+            .arg(&archive),
+    );
+    let folder_text = folder.to_string_lossy().into_owned();
+    let load = fixture.forge("from-folder", &["load", "-i", &folder_text]);
+    assert_eq!(load.status.code(), Some(0), "{}", stderr(&load));
+    assert_eq!(fixture.inspect("from-folder", "busybox")["Id"], id);
+    assert_no_plain_layer_blob(&fixture, "from-folder", "busybox");
+    assert_eq!(
+        fixture.inspect("from-folder", "busybox")["Digest"],
+        fixture.inspect("from-tar", "busybox")["Digest"]
+    );
+}
+
+#[test]
+fn oci_archive_with_plain_layers_loads() {
+    let Some(fixture) = Fixture::new() else {
+        return;
+    };
+    let context = fixture.path("context");
+    std::fs::create_dir_all(&context).expect("context folder");
+    std::fs::write(context.join("data.txt"), "plain layer\n").expect("context file");
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY data.txt /data.txt\n",
+    )
+    .expect("Dockerfile");
+    let context_text = context.to_string_lossy().into_owned();
+    let build = fixture.forge(
+        "first",
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--compression",
+            "uncompressed",
+            "-t",
+            "plain:v1",
+            &context_text,
+        ],
+    );
+    assert_eq!(build.status.code(), Some(0), "{}", stderr(&build));
+    let archive = fixture.path("plain-oci.tar").to_string_lossy().into_owned();
+    let save = fixture.forge(
+        "first",
+        &["save", "plain:v1", "--format", "oci", "-o", &archive],
+    );
+    assert_eq!(save.status.code(), Some(0), "{}", stderr(&save));
+
+    // The OCI manifest names the plain layer by its digest, so the load
+    // stores it as it is.
+    let load = fixture.forge("second", &["load", "-i", &archive]);
+    assert_eq!(load.status.code(), Some(0), "{}", stderr(&load));
+    let original = fixture.inspect("first", "plain:v1");
+    let loaded = fixture.inspect("second", "plain:v1");
+    assert_eq!(loaded["Digest"], original["Digest"]);
+    let layers = loaded["Manifest"]["layers"]
+        .as_array()
+        .expect("layers array");
+    assert_eq!(layers.len(), 1, "{loaded}");
+    let layer = layers.first().expect("one layer");
+    assert_eq!(
+        layer["mediaType"], "application/vnd.oci.image.layer.v1.tar",
+        "{loaded}"
+    );
+    assert!(blob_path(&fixture.path("second"), &layer["digest"]).is_file());
+    let check = fixture.forge("second", &["store", "check"]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    assert!(
+        stdout(&check).contains(": 0 problems"),
+        "{}",
+        stdout(&check)
+    );
 }

@@ -197,23 +197,8 @@ fn dockerfile_from_stdin() {
 
 /// Runs `forge build` with `input` on standard input and `-` as the context.
 fn build_from_stdin(workspace: &Workspace, extra: &[&str], input: &[u8]) -> Output {
-    let mut child = workspace
-        .forge()
-        .args(["build", "--progress", "plain"])
-        .args(extra)
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("forge starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write standard input");
-    child.wait_with_output().expect("forge finishes")
+    let cwd = std::env::current_dir().expect("current folder");
+    build_archive_in(workspace, &cwd, extra, input)
 }
 
 #[test]
@@ -904,4 +889,264 @@ fn oversized_dockerfile_is_rejected() {
             text(&output.stderr)
         );
     }
+}
+
+/// Returns the context folder of `workspace` as a tar archive.
+fn context_tar(workspace: &Workspace) -> Vec<u8> {
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(workspace.context())
+        .args(["-cf", "-", "."])
+        .output()
+        .expect("tar runs");
+    assert!(tar.status.success(), "{}", text(&tar.stderr));
+    tar.stdout
+}
+
+/// Runs `forge build -` with `archive` on standard input, in the folder
+/// `cwd`.
+fn build_archive_in(workspace: &Workspace, cwd: &Path, extra: &[&str], archive: &[u8]) -> Output {
+    let mut child = workspace
+        .forge()
+        .current_dir(cwd)
+        .args(["build", "--progress", "plain"])
+        .args(extra)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("forge starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(archive)
+        .expect("write standard input");
+    child.wait_with_output().expect("forge finishes")
+}
+
+/// Returns the labels of the image `name` from `forge inspect`.
+fn labels_of(workspace: &Workspace, name: &str) -> serde_json::Value {
+    let output = workspace
+        .forge()
+        .args(["inspect", name])
+        .output()
+        .expect("forge inspect runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let inspected: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("inspect prints JSON");
+    inspected[0]["Config"]["config"]["Labels"].clone()
+}
+
+#[test]
+fn stdin_tar_dockerfile_path_inside_archive() {
+    let workspace = Workspace::new();
+    workspace.write("Dockerfile", "FROM scratch\nLABEL which=root\n");
+    workspace.write(
+        "sub/Dockerfile.dev",
+        "FROM scratch\nCOPY data.txt /data.txt\nLABEL which=archive\n",
+    );
+    workspace.write("data.txt", "data\n");
+    let archive = context_tar(&workspace);
+
+    // The current folder has a file of the same path, which docker and
+    // forge leave alone.
+    let cwd = workspace.dir.path().join("cwd");
+    fs::create_dir_all(cwd.join("sub")).expect("current folder");
+    fs::write(
+        cwd.join("sub/Dockerfile.dev"),
+        "FROM scratch\nLABEL which=cwd\n",
+    )
+    .expect("Dockerfile in the current folder");
+
+    let output = build_archive_in(
+        &workspace,
+        &cwd,
+        &["-t", "from-archive", "-f", "sub/Dockerfile.dev"],
+        &archive,
+    );
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("COPY data.txt /data.txt"), "{stderr}");
+    assert_eq!(labels_of(&workspace, "from-archive")["which"], "archive");
+
+    // `./` and `dir/..` stay inside the archive.
+    let output = build_archive_in(
+        &workspace,
+        &cwd,
+        &["-t", "dotted", "-f", "./sub/../sub/Dockerfile.dev"],
+        &archive,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(labels_of(&workspace, "dotted")["which"], "archive");
+
+    // Without -f the archive's own Dockerfile is used.
+    let output = build_archive_in(&workspace, &cwd, &["-t", "default-file"], &archive);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(labels_of(&workspace, "default-file")["which"], "root");
+}
+
+#[test]
+fn stdin_tar_dockerfile_errors_name_archive() {
+    let workspace = Workspace::new();
+    workspace.write("sub/Dockerfile.dev", "FROM scratch\nNOPE x\n");
+    let outside = workspace.dir.path().join("outside.Dockerfile");
+    fs::write(&outside, "FROM scratch\n").expect("Dockerfile outside the archive");
+    std::os::unix::fs::symlink(&outside, workspace.context().join("escape"))
+        .expect("symlink in the context");
+    let archive = context_tar(&workspace);
+    let cwd = workspace.dir.path();
+    let outside_text = outside.display().to_string();
+
+    let cases: [(&str, &[&str]); 5] = [
+        (
+            &outside_text,
+            &[
+                "invalid -f `",
+                "the Dockerfile is looked up inside the archive",
+                "relative to the archive's root",
+            ],
+        ),
+        (
+            "sub/missing.Dockerfile",
+            &[
+                "Dockerfile `sub/missing.Dockerfile` not found in the context archive on standard input",
+                "-f names a path inside the archive",
+            ],
+        ),
+        (
+            "../outside.Dockerfile",
+            &["invalid -f `../outside.Dockerfile`: the path leaves the context archive"],
+        ),
+        (
+            "escape",
+            &[
+                "Dockerfile `escape` in the context archive on standard input is a symbolic link to a file outside the archive",
+            ],
+        ),
+        (
+            "sub",
+            &["Dockerfile `sub` in the context archive on standard input is not a file"],
+        ),
+    ];
+    for (file, messages) in cases {
+        let output = build_archive_in(&workspace, cwd, &["-f", file], &archive);
+        for message in messages {
+            expect_failure(&output, message);
+        }
+        let stderr = text(&output.stderr);
+        assert!(!stderr.contains("forge/tmp"), "{stderr}");
+    }
+
+    // A file of the archive that fails to parse is named by its path there.
+    let output = build_archive_in(&workspace, cwd, &["-f", "sub/Dockerfile.dev"], &archive);
+    expect_failure(&output, "<stdin>/sub/Dockerfile.dev:2:");
+
+    // Without -f, a missing Dockerfile is reported the same way.
+    let output = build_archive_in(&workspace, cwd, &[], &archive);
+    expect_failure(
+        &output,
+        "Dockerfile `Dockerfile` not found in the context archive on standard input",
+    );
+}
+
+/// Returns the media types of the layers of the image `name`.
+fn layer_media_types(workspace: &Workspace, name: &str) -> Vec<String> {
+    let output = workspace
+        .forge()
+        .args(["inspect", name])
+        .output()
+        .expect("forge inspect runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let inspected: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("inspect prints JSON");
+    inspected[0]["Manifest"]["layers"]
+        .as_array()
+        .expect("layers array")
+        .iter()
+        .map(|layer| layer["mediaType"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn cached_layer_compression_mismatch_warns() {
+    const WARNING: &str = "reuses a cached";
+    let workspace = Workspace::new();
+    workspace.write("a.txt", "a\n");
+    workspace.write("b.txt", "b\n");
+    workspace.write(
+        "Dockerfile",
+        "FROM scratch AS files\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n",
+    );
+    let gzip = "application/vnd.oci.image.layer.v1.tar+gzip";
+    let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+    let first = workspace.build(&["-t", "layers"]);
+    let stderr = text(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    assert!(!stderr.contains(WARNING), "{stderr}");
+
+    // Every step is a cache hit with a gzip layer: one warning for the
+    // build, naming both compressions and the fix.
+    let cached = workspace.build(&["-t", "layers", "--compression", "zstd"]);
+    let stderr = text(&cached.stderr);
+    assert!(cached.status.success(), "{stderr}");
+    assert_eq!(stderr.matches(WARNING).count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "[Warning] step 2/3 reuses a cached gzip layer, but --compression zstd was requested"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rebuild with --no-cache,"), "{stderr}");
+    assert!(stderr.contains("--no-cache-filter files"), "{stderr}");
+    assert_eq!(layer_media_types(&workspace, "layers"), [gzip, gzip]);
+
+    // The JSON progress carries it as a warning event.
+    let json = workspace
+        .forge()
+        .args(["build", "--progress", "json", "--compression", "zstd"])
+        .arg(workspace.context())
+        .output()
+        .expect("forge runs");
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let events = text(&json.stderr);
+    let warnings: Vec<serde_json::Value> = events
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event.to_string().contains(WARNING))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{events}");
+
+    // The same compression as the cache warns about nothing.
+    let same = workspace.build(&["--compression", "gzip"]);
+    assert!(same.status.success(), "{}", text(&same.stderr));
+    assert!(
+        !text(&same.stderr).contains(WARNING),
+        "{}",
+        text(&same.stderr)
+    );
+
+    // The fix from the warning writes zstd layers, and then a gzip build
+    // warns the other way round.
+    let fixed = workspace.build(&[
+        "-t",
+        "layers",
+        "--compression",
+        "zstd",
+        "--no-cache-filter",
+        "files",
+    ]);
+    let stderr = text(&fixed.stderr);
+    assert!(fixed.status.success(), "{stderr}");
+    assert!(!stderr.contains(WARNING), "{stderr}");
+    assert_eq!(layer_media_types(&workspace, "layers"), [zstd, zstd]);
+    let back = workspace.build(&[]);
+    let stderr = text(&back.stderr);
+    assert!(back.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reuses a cached zstd layer, but --compression gzip was requested"),
+        "{stderr}"
+    );
 }

@@ -35,6 +35,18 @@ pub enum ArchiveError {
         source: LayerError,
     },
 
+    /// A plain tar file of an archive could not be stored gzip-compressed.
+    #[error("failed to compress entry `{entry}` of {}: {source}", archive.display())]
+    Compress {
+        /// The archive path.
+        archive: PathBuf,
+        /// The entry name.
+        entry: String,
+        /// The layer error.
+        #[source]
+        source: LayerError,
+    },
+
     /// A file system operation outside the store failed.
     #[error("failed to {action} {}: {source}", path.display())]
     Io {

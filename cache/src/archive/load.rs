@@ -6,7 +6,7 @@
 //! because `RepoTags` carry the full names), else `index.json` makes an OCI
 //! layout. Every blob is checked against the digest and size that name it,
 //! and every docker-archive layer against the diff id its config lists.
-//! Uncompressed docker-archive layers are stored gzip-compressed.
+//! Uncompressed docker-archive layers are stored only gzip-compressed.
 //! Names are set only after every image is stored.
 
 use std::io::{self, Read};
@@ -19,7 +19,7 @@ use serde_json::json;
 use super::CONTAINERD_NAME_ANNOTATION;
 use super::error::{ArchiveError, Result};
 use super::oci::{Document, Kind, MAX_INDEX_DEPTH, diff_ids, kind_of, parse_document};
-use super::source::Source;
+use super::source::{LayerFile, Source};
 use crate::layer;
 use crate::store::{REF_NAME_ANNOTATION, Store, parse_digest};
 
@@ -342,8 +342,18 @@ fn load_docker(
 
         let mut layers = Vec::new();
         for (layer_name, diff_id) in entry.layers.iter().zip(&ids) {
-            let info = source.blob(store, layer_name, None)?;
-            let (media_type, actual) = layer_diff_id(store, &info.digest)?;
+            let (media_type, info, actual, tar_size) = match source.layer(store, layer_name)? {
+                LayerFile::Gzipped(tar) => (
+                    MediaType::ImageLayerGzip,
+                    tar.gzip,
+                    tar.plain.digest,
+                    tar.plain.size,
+                ),
+                LayerFile::Stored(info) => {
+                    let (media_type, actual, tar_size) = layer_diff_id(store, &info.digest)?;
+                    (media_type, info, actual, tar_size)
+                }
+            };
             if &actual != diff_id {
                 return Err(ArchiveError::DiffIdMismatch {
                     archive: source.archive().to_path_buf(),
@@ -352,6 +362,7 @@ fn load_docker(
                     actual: actual.to_string(),
                 });
             }
+            store.record_layer_size(diff_id, tar_size);
             let layer = if media_type == MediaType::ImageLayer {
                 gzip_layer(store, &info.digest)?
             } else {
@@ -388,8 +399,10 @@ fn load_docker(
 /// The gzip output depends only on the tar, so loading the same archive
 /// again stores the same blob.
 ///
-/// NOTE: the uncompressed blob stays in the store, unreferenced when no
-/// other image uses it, until `forge prune` removes it.
+/// [`Source::layer`] compresses the plain tars it recognises without
+/// storing them, so this only runs for a plain tar without the `ustar`
+/// magic. NOTE: that uncompressed blob stays in the store, unreferenced
+/// when no other image uses it, until `forge prune` removes it.
 fn gzip_layer(store: &Store, digest: &Digest) -> Result<Descriptor> {
     let layer_error = |source| ArchiveError::Layer {
         digest: digest.to_string(),
@@ -413,8 +426,8 @@ fn config_digest_in_name(name: &str) -> Option<Digest> {
 }
 
 /// Returns the media type of a stored layer blob by its compression, and
-/// the digest of its uncompressed content.
-fn layer_diff_id(store: &Store, digest: &Digest) -> Result<(MediaType, Digest)> {
+/// the digest and length in bytes of its uncompressed content.
+fn layer_diff_id(store: &Store, digest: &Digest) -> Result<(MediaType, Digest, u64)> {
     let layer_error = |source| ArchiveError::Layer {
         digest: digest.to_string(),
         source,
@@ -435,19 +448,25 @@ fn layer_diff_id(store: &Store, digest: &Digest) -> Result<(MediaType, Digest)> 
         [0x1f, 0x8b, _, _] => MediaType::ImageLayerGzip,
         [0x28, 0xb5, 0x2f, 0xfd] => MediaType::ImageLayerZstd,
         // Plain tar: the blob digest is the diff id.
-        _ => return Ok((MediaType::ImageLayer, digest.clone())),
+        _ => {
+            return Ok((
+                MediaType::ImageLayer,
+                digest.clone(),
+                store.blob_size(digest)?,
+            ));
+        }
     };
 
     let reader = store.open_blob(digest)?;
     let mut stream = layer::decompress(Box::new(reader)).map_err(layer_error)?;
     let mut hasher = HashSink::default();
-    io::copy(&mut stream, &mut hasher)
+    let tar_size = io::copy(&mut stream, &mut hasher)
         .map_err(|source| layer_error(layer::LayerError::Read { source }))?;
     let actual = parse_digest(&format!(
         "sha256:{}",
         hex::encode(sha2::Digest::finalize(hasher.hasher))
     ))?;
-    Ok((media_type, actual))
+    Ok((media_type, actual, tar_size))
 }
 
 #[derive(Default)]

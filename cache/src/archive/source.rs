@@ -4,9 +4,12 @@
 //! A tar is never extracted. Each regular file goes straight into a store
 //! blob, named by the hash of its content, and only the small top-level
 //! documents (`index.json`, `oci-layout`, `manifest.json`, `repositories`)
-//! are kept in memory. Names are checked as they are read: an absolute
-//! name, a `..` component, a symlink or hard link that leads outside the
-//! archive, an entry below a symlink and a device node reject the archive.
+//! are kept in memory. A file that is itself a plain tar, as docker-archive
+//! layers are, is stored only as a gzip-compressed copy, and a plain copy is
+//! written only when an OCI manifest references that file by its digest.
+//! Names are checked as they are read: an absolute name, a `..`
+//! component, a symlink or hard link that leads outside the archive, an
+//! entry below a symlink and a device node reject the archive.
 //! A folder is read with `openat2(RESOLVE_BENEATH)`, so no symlink inside
 //! it can lead to a file outside it.
 
@@ -21,7 +24,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use tar::EntryType;
 
 use super::error::{ArchiveError, Result};
-use crate::layer;
+use crate::layer::{self, Compression, LayerError};
 use crate::store::{BlobInfo, Store, StoreError, parse_digest};
 
 /// Top-level documents that are kept in memory instead of stored as blobs.
@@ -43,9 +46,36 @@ pub(crate) enum Source {
 pub(crate) struct TarSource {
     archive: PathBuf,
     documents: HashMap<String, Vec<u8>>,
-    files: HashMap<String, BlobInfo>,
+    files: HashMap<String, TarFile>,
     /// Symlink name to its target, both as normalised archive names.
     symlinks: HashMap<String, String>,
+}
+
+/// A regular file of a tar archive, as the read pass stored it.
+#[derive(Clone, Debug)]
+enum TarFile {
+    /// Stored as it is.
+    Blob(BlobInfo),
+    /// A plain tar, stored only as a gzip-compressed copy.
+    Gzipped(GzippedTar),
+}
+
+/// A plain tar file of an archive, stored as a gzip-compressed blob.
+#[derive(Clone, Debug)]
+pub(crate) struct GzippedTar {
+    /// Digest and size of the plain tar: a layer's diff id and tar size.
+    pub(crate) plain: BlobInfo,
+    /// The stored gzip blob.
+    pub(crate) gzip: BlobInfo,
+}
+
+/// A layer file of a docker-archive, as [`Source::layer`] stored it.
+pub(crate) enum LayerFile {
+    /// A plain tar, stored only gzip-compressed.
+    Gzipped(GzippedTar),
+    /// The file as it is: a compressed layer, or a plain tar whose first
+    /// block has no `ustar` magic.
+    Stored(BlobInfo),
 }
 
 /// An OCI layout or docker-archive folder.
@@ -107,16 +137,10 @@ impl Source {
             None => digest_in_name(name).map(|digest| (digest, None)),
         };
         let info = match self {
-            Source::Tar(tar) => {
-                let resolved = tar.resolve(name)?;
-                tar.files
-                    .get(&resolved)
-                    .cloned()
-                    .ok_or_else(|| ArchiveError::InvalidArchive {
-                        archive: archive.clone(),
-                        reason: format!("it has no file `{name}`"),
-                    })?
-            }
+            Source::Tar(tar) => match tar.file(name)? {
+                TarFile::Blob(info) => info,
+                TarFile::Gzipped(gzipped) => store_plain_copy(store, &gzipped)?,
+            },
             Source::Dir(dir) => {
                 if let Some((digest, Some(size))) = &expected
                     && store.has_blob(digest)
@@ -132,19 +156,149 @@ impl Source {
             }
         };
 
-        if let Some((digest, size)) = expected
-            && (info.digest != digest || size.is_some_and(|size| size != info.size))
-        {
-            return Err(ArchiveError::DigestMismatch {
-                archive,
-                entry: name.to_string(),
-                expected: digest.to_string(),
-                expected_size: size.unwrap_or(info.size),
-                actual: info.digest.to_string(),
-                actual_size: info.size,
-            });
-        }
+        check_digest(archive, name, expected, &info)?;
         Ok(info)
+    }
+
+    /// Stores the docker-archive layer file `name`, checked against the
+    /// digest its name gives when it is `blobs/sha256/HEX`. A plain tar that
+    /// [`is_plain_tar`] recognises is stored only gzip-compressed, because
+    /// the manifest that a docker-archive load writes lists the gzip copy.
+    pub(crate) fn layer(&mut self, store: &Store, name: &str) -> Result<LayerFile> {
+        let archive = self.archive().to_path_buf();
+        let layer = match self {
+            Source::Tar(tar) => match tar.file(name)? {
+                TarFile::Blob(info) => LayerFile::Stored(info),
+                TarFile::Gzipped(gzipped) => LayerFile::Gzipped(gzipped),
+            },
+            Source::Dir(dir) => dir.store_layer(store, name)?,
+        };
+        let file = match &layer {
+            LayerFile::Gzipped(gzipped) => &gzipped.plain,
+            LayerFile::Stored(info) => info,
+        };
+        let expected = digest_in_name(name).map(|digest| (digest, None));
+        check_digest(archive, name, expected, file)?;
+        Ok(layer)
+    }
+}
+
+/// Fails with [`ArchiveError::DigestMismatch`] when the file `name`, which
+/// hashed to `actual`, does not match the expected digest and size.
+fn check_digest(
+    archive: PathBuf,
+    name: &str,
+    expected: Option<(Digest, Option<u64>)>,
+    actual: &BlobInfo,
+) -> Result<()> {
+    if let Some((digest, size)) = expected
+        && (actual.digest != digest || size.is_some_and(|size| size != actual.size))
+    {
+        return Err(ArchiveError::DigestMismatch {
+            archive,
+            entry: name.to_string(),
+            expected: digest.to_string(),
+            expected_size: size.unwrap_or(actual.size),
+            actual: actual.digest.to_string(),
+            actual_size: actual.size,
+        });
+    }
+    Ok(())
+}
+
+/// Returns whether `head`, the first bytes of a file of `size` bytes, starts
+/// a plain tar: a header block with the `ustar` magic of POSIX and GNU tars
+/// at offset 257, or a zero block that starts an empty tar.
+fn is_plain_tar(head: &[u8], size: u64) -> bool {
+    if size < 2 * TAR_BLOCK as u64 || head.len() < TAR_BLOCK {
+        return false;
+    }
+    head.get(257..262) == Some(b"ustar".as_slice()) || head.iter().all(|byte| *byte == 0)
+}
+
+/// Size of a tar block in bytes.
+const TAR_BLOCK: usize = 512;
+
+/// Reads up to one tar block from `input`.
+fn read_head(input: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(TAR_BLOCK);
+    input.take(TAR_BLOCK as u64).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// Stores a gzip-compressed copy of the plain tar that `input` reads, and
+/// hashes the plain bytes on the way. The gzip output depends only on the
+/// tar, so the same tar always gives the same blob. Errors name the file
+/// `name` of `archive`.
+fn store_gzipped(
+    store: &Store,
+    input: &mut dyn Read,
+    archive: &Path,
+    name: &str,
+) -> Result<GzippedTar> {
+    let mut hashing = HashingReader {
+        inner: input,
+        hasher: sha2::Sha256::default(),
+        size: 0,
+    };
+    let mut writer = store.blob_writer()?;
+    layer::compress(&mut hashing, Compression::Gzip, None, &mut writer).map_err(
+        |error| match error {
+            LayerError::Read { source } => ArchiveError::io("read", archive, source),
+            other => ArchiveError::Compress {
+                archive: archive.to_path_buf(),
+                entry: name.to_string(),
+                source: other,
+            },
+        },
+    )?;
+    let gzip = writer.commit(None)?;
+    let plain = BlobInfo {
+        digest: parse_digest(&format!(
+            "sha256:{}",
+            hex::encode(sha2::Digest::finalize(hashing.hasher))
+        ))?,
+        size: hashing.size,
+    };
+    tracing::debug!(entry = name, plain = %plain.digest, gzip = %gzip.digest, "stored a plain tar gzip-compressed");
+    Ok(GzippedTar { plain, gzip })
+}
+
+/// Stores the plain tar of `gzipped` by decompressing its gzip blob, and
+/// checks that it hashes to the digest recorded when it was compressed.
+/// NOTE: the gzip blob then stays in the store, unreferenced unless an
+/// image uses it, until `forge prune` removes it.
+fn store_plain_copy(store: &Store, gzipped: &GzippedTar) -> Result<BlobInfo> {
+    let plain = &gzipped.plain;
+    if store.has_blob(&plain.digest) && store.blob_size(&plain.digest).ok() == Some(plain.size) {
+        return Ok(plain.clone());
+    }
+    let layer_error = |source| ArchiveError::Layer {
+        digest: gzipped.gzip.digest.to_string(),
+        source,
+    };
+    let reader = store.open_blob(&gzipped.gzip.digest)?;
+    let mut stream = layer::decompress(Box::new(reader)).map_err(layer_error)?;
+    let mut writer = store.blob_writer()?;
+    io::copy(&mut stream, &mut writer)
+        .map_err(|source| layer_error(LayerError::Read { source }))?;
+    Ok(writer.commit(Some(&plain.digest))?)
+}
+
+/// A reader that hashes and counts the bytes it passes on.
+struct HashingReader<'a> {
+    inner: &'a mut dyn Read,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl Read for HashingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let count = self.inner.read(buf)?;
+        let read = buf.get(..count).unwrap_or_default();
+        sha2::Digest::update(&mut self.hasher, read);
+        self.size += count as u64;
+        Ok(count)
     }
 }
 
@@ -249,12 +403,19 @@ impl TarSource {
                     self.documents.insert(name, bytes);
                     return Ok(());
                 }
-                let mut writer = store.blob_writer()?;
-                io::copy(&mut entry, &mut writer)
+                let head = read_head(&mut entry)
                     .map_err(|source| ArchiveError::io("read", &self.archive, source))?;
-                let info = writer.commit(None)?;
+                let mut input = io::Cursor::new(&head).chain(entry);
+                let file = if is_plain_tar(&head, size) {
+                    TarFile::Gzipped(store_gzipped(store, &mut input, &self.archive, &name)?)
+                } else {
+                    let mut writer = store.blob_writer()?;
+                    io::copy(&mut input, &mut writer)
+                        .map_err(|source| ArchiveError::io("read", &self.archive, source))?;
+                    TarFile::Blob(writer.commit(None)?)
+                };
                 self.symlinks.remove(&name);
-                self.files.insert(name, info);
+                self.files.insert(name, file);
                 Ok(())
             }
             EntryType::Symlink => {
@@ -302,6 +463,18 @@ impl TarSource {
         (1..components.len())
             .map(|count| components.get(..count).unwrap_or_default().join("/"))
             .find(|parent| self.symlinks.contains_key(parent))
+    }
+
+    /// Returns the regular file `name`, following symlinks.
+    fn file(&self, name: &str) -> Result<TarFile> {
+        let resolved = self.resolve(name)?;
+        self.files
+            .get(&resolved)
+            .cloned()
+            .ok_or_else(|| ArchiveError::InvalidArchive {
+                archive: self.archive.clone(),
+                reason: format!("it has no file `{name}`"),
+            })
     }
 
     /// Follows symlinks from `name` to a file name of the archive.
@@ -422,6 +595,26 @@ impl DirSource {
         Ok(Some(bytes))
     }
 
+    /// Stores the layer file `name`, a plain tar only gzip-compressed.
+    fn store_layer(&self, store: &Store, name: &str) -> Result<LayerFile> {
+        let mut file = self.open_file(name)?;
+        let path = self.archive.join(name);
+        let size = file
+            .metadata()
+            .map_err(|source| ArchiveError::io("inspect", &path, source))?
+            .len();
+        let head =
+            read_head(&mut file).map_err(|source| ArchiveError::io("read", &path, source))?;
+        let mut input = io::Cursor::new(&head).chain(file);
+        if is_plain_tar(&head, size) {
+            return store_gzipped(store, &mut input, &self.archive, name).map(LayerFile::Gzipped);
+        }
+        let mut writer = store.blob_writer()?;
+        io::copy(&mut input, &mut writer)
+            .map_err(|source| ArchiveError::io("copy", &path, source))?;
+        Ok(LayerFile::Stored(writer.commit(None)?))
+    }
+
     fn store_file(&self, store: &Store, name: &str) -> Result<BlobInfo> {
         let mut file = self.open_file(name)?;
         let mut writer = store.blob_writer()?;
@@ -447,6 +640,21 @@ mod tests {
         assert!(normalise(b"../x").is_err());
         assert!(normalise(b"a/../../x").is_err());
         assert!(normalise(b"/etc/x").is_err());
+    }
+
+    #[test]
+    fn plain_tar_is_recognised() {
+        let mut header = [0u8; TAR_BLOCK];
+        header[257..262].copy_from_slice(b"ustar");
+        assert!(is_plain_tar(&header, 1024));
+        assert!(is_plain_tar(&[0u8; TAR_BLOCK], 1024));
+        // Shorter than a header and an end block, or not a tar header.
+        assert!(!is_plain_tar(&header, 1023));
+        assert!(!is_plain_tar(&header[..100], 1024));
+        assert!(!is_plain_tar(&[b'{'; TAR_BLOCK], 1024));
+        let mut gzip = [0u8; TAR_BLOCK];
+        gzip[..2].copy_from_slice(&[0x1f, 0x8b]);
+        assert!(!is_plain_tar(&gzip, 1024));
     }
 
     #[test]

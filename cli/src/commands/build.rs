@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -210,10 +210,19 @@ fn build_in(
         );
     }
 
-    // A Dockerfile on standard input replaces `-f`, as in docker.
+    // A Dockerfile on standard input replaces `-f`, as in docker. With an
+    // archive on standard input, `-f` names a file inside the archive.
     let dockerfile_on_stdin = unpacked.is_some_and(|unpacked| unpacked.is_dockerfile);
+    let archive_dockerfile = match unpacked {
+        Some(unpacked) if !unpacked.is_dockerfile => {
+            Some(dockerfile_in_archive(args.file.as_deref(), context_dir)?)
+        }
+        _ => None,
+    };
     let file = if dockerfile_on_stdin {
         None
+    } else if let Some(path) = &archive_dockerfile {
+        Some(path.as_path())
     } else {
         args.file.as_deref()
     };
@@ -504,6 +513,56 @@ fn read_dockerfile(
         .ok()
         .and_then(|root| absolute.strip_prefix(root).ok().map(Path::to_path_buf));
     Ok((absolute.display().to_string(), text, inside))
+}
+
+/// Finds the Dockerfile named by `-f` (default `Dockerfile`) inside a
+/// context archive from standard input, unpacked into `context`. The path
+/// is relative to the archive's root, as in docker, and must stay inside
+/// the archive, through symbolic links too.
+fn dockerfile_in_archive(file: Option<&Path>, context: &Path) -> anyhow::Result<PathBuf> {
+    let path = file.unwrap_or(Path::new("Dockerfile"));
+    let path_text = path.display();
+    if path.has_root() {
+        bail!(
+            "invalid -f `{path_text}`: with a context archive on standard input, the Dockerfile is looked up inside the archive; pass its path relative to the archive's root, such as `sub/Dockerfile`"
+        );
+    }
+    let mut depth: usize = 0;
+    for component in path.components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir if depth > 0 => depth -= 1,
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => bail!(
+                "invalid -f `{path_text}`: the path leaves the context archive on standard input, where the Dockerfile is looked up; pass a path inside the archive"
+            ),
+        }
+    }
+
+    let root = std::fs::canonicalize(context)
+        .with_context(|| format!("cannot open the unpacked context `{}`", context.display()))?;
+    let resolved = match std::fs::canonicalize(root.join(path)) {
+        Ok(resolved) => resolved,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => bail!(
+            "Dockerfile `{path_text}` not found in the context archive on standard input; -f names a path inside the archive, relative to its root (list the archive with `tar -tf`)"
+        ),
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!(
+                "failed to look up Dockerfile `{path_text}` in the context archive on standard input"
+            )));
+        }
+    };
+    if !resolved.starts_with(&root) {
+        bail!(
+            "Dockerfile `{path_text}` in the context archive on standard input is a symbolic link to a file outside the archive; pass the path of a file inside the archive"
+        );
+    }
+    if !resolved.is_file() {
+        bail!(
+            "Dockerfile `{path_text}` in the context archive on standard input is not a file; pass the path of a file inside the archive"
+        );
+    }
+    Ok(resolved)
 }
 
 /// Parses `--build-arg` values; a name alone takes its value from the
