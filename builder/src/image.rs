@@ -1,7 +1,7 @@
 //! Images in the store: loading a base image, and writing the built image
 //! (config with history and diff IDs, OCI manifest, names).
 
-use forge_cache::store::{Store, StoreError};
+use forge_cache::store::{PendingLayer, Store, StoreError};
 use forge_registry::Reference;
 use oci_spec::image::{Descriptor, Digest, MediaType};
 use serde_json::{Map, Value, json};
@@ -9,13 +9,43 @@ use serde_json::{Map, Value, json};
 use crate::config::ConfigState;
 use crate::error::{BuildError, Result};
 
-/// A layer of an image: its blob descriptor and diff ID.
+/// A layer of an image or of a stage being built.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerRef {
-    /// The blob, as the manifest lists it.
-    pub descriptor: Descriptor,
+    /// The blob, or how to write it.
+    pub blob: LayerBlob,
     /// The sha256 of the uncompressed tar stream.
     pub diff_id: Digest,
+}
+
+/// The blob of a [`LayerRef`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerBlob {
+    /// The blob is in the store, as the manifest lists it.
+    Stored(Box<Descriptor>),
+    /// The layer exists only as its unpacked folder, named by the diff id.
+    /// Steps of stages that no output image contains keep their layers
+    /// this way, and the blob is written when an image needs it.
+    Pending(PendingLayer),
+}
+
+impl LayerRef {
+    /// A layer whose blob is in the store.
+    pub fn stored(descriptor: Descriptor, diff_id: Digest) -> Self {
+        Self {
+            blob: LayerBlob::Stored(Box::new(descriptor)),
+            diff_id,
+        }
+    }
+
+    /// Returns the blob's descriptor, or `None` while the layer exists
+    /// only unpacked.
+    pub fn descriptor(&self) -> Option<&Descriptor> {
+        match &self.blob {
+            LayerBlob::Stored(descriptor) => Some(descriptor),
+            LayerBlob::Pending(_) => None,
+        }
+    }
 }
 
 /// An image read from the store, or the state of a stage being built.
@@ -179,10 +209,7 @@ pub fn load_image(store: &Store, name: &str) -> Result<StoredImage> {
             layers: layers
                 .into_iter()
                 .zip(diff_ids)
-                .map(|(descriptor, diff_id)| LayerRef {
-                    descriptor,
-                    diff_id,
-                })
+                .map(|(descriptor, diff_id)| LayerRef::stored(descriptor, diff_id))
                 .collect(),
             history,
         },
@@ -232,8 +259,21 @@ pub struct WrittenImage {
 ///
 /// # Errors
 ///
-/// [`BuildError::Store`] when a blob cannot be written.
+/// [`BuildError::Store`] when a blob cannot be written;
+/// [`BuildError::Plan`] when a layer has no blob yet.
 pub fn write_image(store: &Store, state: &ImageState, created: &str) -> Result<WrittenImage> {
+    let layers = state
+        .layers
+        .iter()
+        .map(|layer| {
+            layer.descriptor().ok_or_else(|| {
+                BuildError::plan(format!(
+                    "layer {} has no blob, so the image cannot list it. Build again with --no-cache",
+                    layer.diff_id
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let config = config_json(state, created);
     let config_bytes = serde_json::to_vec(&config)
         .map_err(|error| BuildError::plan(format!("cannot encode the image config: {error}")))?;
@@ -246,7 +286,7 @@ pub fn write_image(store: &Store, state: &ImageState, created: &str) -> Result<W
         "schemaVersion": 2,
         "mediaType": MediaType::ImageManifest.to_string(),
         "config": config_descriptor,
-        "layers": state.layers.iter().map(|layer| &layer.descriptor).collect::<Vec<_>>(),
+        "layers": layers,
     });
     let manifest_bytes = serde_json::to_vec(&manifest)
         .map_err(|error| BuildError::plan(format!("cannot encode the image manifest: {error}")))?;

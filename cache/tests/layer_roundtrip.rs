@@ -15,7 +15,7 @@ use std::process::Command;
 
 use forge_cache::layer::{
     Compression, DiffKind, ExtractOptions, LayerError, WriteOptions, decompress, extract,
-    write_layer, write_layer_threaded,
+    layer_diff_id, write_layer, write_layer_threaded,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -387,8 +387,8 @@ fn threaded_writer_reports_sink_error() {
     }
     let source = tempfile::tempdir().unwrap();
     fs::write(source.path().join("large"), pseudo_random(2 << 20, 3)).unwrap();
-    let error = write_layer_threaded(source.path(), &WriteOptions::default(), &mut Failing)
-        .unwrap_err();
+    let error =
+        write_layer_threaded(source.path(), &WriteOptions::default(), &mut Failing).unwrap_err();
     assert!(matches!(error, LayerError::Write { .. }), "{error:?}");
     let cause = std::error::Error::source(&error).map(ToString::to_string);
     assert_eq!(cause.as_deref(), Some("disk full"), "{error:?}");
@@ -1123,4 +1123,38 @@ fn system_tar_bzip2_and_xz_archives() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn layer_diff_id_matches_written_layer() {
+    let source = tempfile::tempdir().unwrap();
+    build_tree(source.path());
+    for source_date_epoch in [None, Some(1_000_000)] {
+        for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            let options = WriteOptions {
+                compression,
+                source_date_epoch,
+                ..WriteOptions::default()
+            };
+            let mut blob = Vec::new();
+            let written = write_layer(source.path(), &options, &mut blob).unwrap();
+            let (diff_id, size) = layer_diff_id(source.path(), &options).unwrap();
+            assert_eq!(
+                diff_id, written.diff_id,
+                "{compression:?} {source_date_epoch:?}"
+            );
+            assert_eq!(size, written.uncompressed_size);
+        }
+    }
+    // The clamped times are part of the stream.
+    let clamped = WriteOptions {
+        source_date_epoch: Some(1),
+        ..WriteOptions::default()
+    };
+    assert_ne!(
+        layer_diff_id(source.path(), &clamped).unwrap().0,
+        layer_diff_id(source.path(), &WriteOptions::default())
+            .unwrap()
+            .0
+    );
 }

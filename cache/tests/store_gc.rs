@@ -216,6 +216,7 @@ fn check_repairs_damaged_step_entry() {
         layer: None,
         diff_id: None,
         config: serde_json::json!({}),
+        pending: None,
     };
     store.put_step("key", &entry).unwrap();
     let path = store.steps().unwrap().remove(0).path;
@@ -308,6 +309,7 @@ fn prune_keeps_step_layers_until_all() {
         layer: Some(layer.descriptor(MediaType::ImageLayerGzip)),
         diff_id: Some(diff_id.clone()),
         config: serde_json::Value::Null,
+        pending: None,
     };
     store.put_step("step", &entry).unwrap();
 
@@ -345,6 +347,7 @@ fn prune_keep_storage_drops_oldest_first() {
             layer: Some(info.descriptor(MediaType::ImageLayerGzip)),
             diff_id: None,
             config: serde_json::Value::Null,
+            pending: None,
         };
         store.put_step(key, &entry).unwrap();
         layers.push((key, info, age_seconds));
@@ -389,6 +392,7 @@ fn prune_drops_step_whose_layer_is_gone() {
         layer: Some(layer.descriptor(MediaType::ImageLayerGzip)),
         diff_id: None,
         config: serde_json::Value::Null,
+        pending: None,
     };
     store.put_step("lost", &entry).unwrap();
     fs::remove_file(store.blob_path(&layer.digest).unwrap()).unwrap();

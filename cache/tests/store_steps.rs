@@ -4,7 +4,7 @@
 use std::fs;
 use std::time::{Duration, SystemTime};
 
-use forge_cache::store::{StepEntry, Store, StoreError};
+use forge_cache::store::{PendingLayer, StepEntry, Store, StoreError};
 use oci_spec::image::MediaType;
 
 fn layer_entry(store: &Store, content: &[u8]) -> StepEntry {
@@ -13,6 +13,7 @@ fn layer_entry(store: &Store, content: &[u8]) -> StepEntry {
         layer: Some(info.descriptor(MediaType::ImageLayerGzip)),
         diff_id: Some(format!("sha256:{}", "d".repeat(64)).parse().unwrap()),
         config: serde_json::json!({"Cmd": ["sh"]}),
+        pending: None,
     }
 }
 
@@ -33,6 +34,7 @@ fn step_config_only_entry_round_trips() {
         layer: None,
         diff_id: None,
         config: serde_json::json!({"Env": ["PATH=/bin"], "WorkingDir": "/app"}),
+        pending: None,
     };
     store.put_step("env step", &entry).unwrap();
     assert_eq!(store.get_step("env step").unwrap(), Some(entry));
@@ -112,4 +114,70 @@ fn step_damaged_file_is_an_error() {
         "{error}"
     );
     assert!(store.steps().unwrap().is_empty());
+}
+
+/// A pending entry over a real unpacked folder: the folder a layer of
+/// `files` gives, adopted under its diff id.
+fn pending_entry(store: &Store, files: &[(&str, &str)]) -> StepEntry {
+    let dir = store.create_work_dir().unwrap();
+    for (name, content) in files {
+        fs::write(dir.join(name), content).unwrap();
+    }
+    let options = forge_cache::layer::WriteOptions::default();
+    let (diff_id, _) = forge_cache::layer::layer_diff_id(&dir, &options).unwrap();
+    store.adopt_unpacked(&diff_id, &dir).unwrap();
+    StepEntry {
+        layer: None,
+        diff_id: Some(diff_id),
+        config: serde_json::json!({}),
+        pending: Some(PendingLayer {
+            overlay: false,
+            source_date_epoch: None,
+        }),
+    }
+}
+
+#[test]
+fn pending_entry_needs_unpacked_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let entry = pending_entry(&store, &[("a.txt", "a\n")]);
+    assert!(entry.is_pending());
+    store.put_step("pending", &entry).unwrap();
+    assert_eq!(store.get_step("pending").unwrap(), Some(entry.clone()));
+    assert!(store.check(false).unwrap().problems.is_empty());
+
+    let unpacked = store.unpacked_dir(entry.diff_id.as_ref().unwrap()).unwrap();
+    fs::remove_dir_all(&unpacked).unwrap();
+    assert_eq!(
+        store.get_step("pending").unwrap(),
+        None,
+        "a miss without the folder"
+    );
+    let report = store.check(false).unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0].detail.contains("unpacked layer"),
+        "{:?}",
+        report.problems
+    );
+    let error = store.put_step("again", &entry).unwrap_err();
+    assert!(matches!(error, StoreError::MissingBlob { .. }), "{error}");
+}
+
+#[test]
+fn prune_keeps_pending_layer_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let kept = pending_entry(&store, &[("kept.txt", "kept\n")]);
+    let lost = pending_entry(&store, &[("lost.txt", "lost\n")]);
+    store.put_step("kept", &kept).unwrap();
+    store.put_step("lost", &lost).unwrap();
+    fs::remove_dir_all(store.unpacked_dir(lost.diff_id.as_ref().unwrap()).unwrap()).unwrap();
+
+    let report = store.prune(&Default::default()).unwrap();
+    assert_eq!(report.steps_removed, 1, "{report:?}");
+    assert!(store.unpacked_dir(kept.diff_id.as_ref().unwrap()).is_some());
+    assert_eq!(store.get_step("kept").unwrap(), Some(kept));
+    assert_eq!(store.get_step("lost").unwrap(), None);
 }

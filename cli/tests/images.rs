@@ -366,8 +366,10 @@ fn inspect_prints_documents() {
         image["RepoDigests"],
         json!([format!("busybox@{}", busybox.manifest.digest())])
     );
+    // The layers are plain tars, so each uncompressed size is the blob size.
     let size: u64 = busybox.layers.iter().map(Descriptor::size).sum();
     assert_eq!(image["Size"], json!(size));
+    assert_eq!(image["VirtualSize"], json!(size));
     assert_eq!(
         image["Manifest"]["layers"].as_array().map(Vec::len),
         Some(2)
@@ -702,11 +704,7 @@ fn rmi_then_prune_frees_blobs() {
 
     let prune = fixture.forge(&["prune", "--all"]);
     assert_eq!(prune.status.code(), Some(0), "{}", stderr(&prune));
-    assert!(
-        stdout(&prune).contains(" 4 blobs"),
-        "{}",
-        stdout(&prune)
-    );
+    assert!(stdout(&prune).contains(" 4 blobs"), "{}", stdout(&prune));
     assert!(
         stdout(&prune).contains("Total reclaimed space: "),
         "{}",
@@ -1108,4 +1106,192 @@ fn tagged_image_is_readable_by_skopeo() {
         "{}",
         stdout(&history)
     );
+}
+
+/// Stores an image named `name` whose one layer is `tar` compressed with
+/// gzip, with a COPY step and a CMD step in its history, and returns the
+/// layer descriptor and the diff id.
+fn add_gzip_image(fixture: &Fixture, name: &str, tar: &[u8]) -> (Descriptor, String) {
+    let mut blob = Vec::new();
+    forge_cache::layer::compress(
+        &mut &tar[..],
+        forge_cache::layer::Compression::Gzip,
+        None,
+        &mut blob,
+    )
+    .expect("layer compressed");
+    let layer = fixture
+        .store
+        .put_blob(&blob)
+        .expect("layer stored")
+        .descriptor(MediaType::ImageLayerGzip);
+    let diff_id = fixture
+        .store
+        .put_blob(tar)
+        .expect("tar stored to learn its digest")
+        .digest
+        .to_string();
+    let config = json!({
+        "created": "2020-01-01T00:00:00Z",
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": history_of(&[("COPY zeros /", false), ("CMD [\"sh\"]", true)]),
+    });
+    let config = fixture
+        .store
+        .put_json(&config, MediaType::ImageConfig)
+        .expect("config stored");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config,
+        "layers": [layer],
+    });
+    let manifest = fixture
+        .store
+        .put_json(&manifest, MediaType::ImageManifest)
+        .expect("manifest stored");
+    fixture.store.set_name(name, &manifest).expect("name set");
+    (layer, diff_id)
+}
+
+/// Returns the tar of one file of 3,000,000 `0` characters, which gzip
+/// compresses to a few kilobytes.
+fn compressible_tar() -> Vec<u8> {
+    let tar = tar_of_file("zeros", &"0".repeat(3_000_000));
+    // A 512-byte header, the content padded to 512 bytes, two end blocks,
+    // and the whole padded to tar's 10240-byte record.
+    assert_eq!(tar.len(), 3_010_560);
+    tar
+}
+
+#[test]
+fn image_commands_show_uncompressed_size() {
+    let fixture = Fixture::new();
+    let (layer, diff_id) = add_gzip_image(&fixture, "zeros:v1", &compressible_tar());
+    assert!(layer.size() < 100_000, "{}", layer.size());
+
+    let images = fixture.forge(&["images"]);
+    assert_eq!(images.status.code(), Some(0), "{}", stderr(&images));
+    let rows = table(&images);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1][0], "zeros");
+    assert_eq!(rows[1][4], "3.01MB");
+
+    let json_output = fixture.forge(&["images", "--format", "json"]);
+    assert_eq!(
+        json_output.status.code(),
+        Some(0),
+        "{}",
+        stderr(&json_output)
+    );
+    let object: Value = serde_json::from_str(stdout(&json_output).trim()).expect("JSON line");
+    assert_eq!(object["Size"], "3.01MB");
+    assert_eq!(object["VirtualSize"], "3.01MB");
+
+    let history = fixture.forge(&["history", "zeros:v1"]);
+    assert_eq!(history.status.code(), Some(0), "{}", stderr(&history));
+    let sizes: Vec<String> = table(&history)[1..]
+        .iter()
+        .map(|row| row[3].clone())
+        .collect();
+    assert_eq!(sizes, ["0B", "3.01MB"]);
+
+    let inspect = fixture.forge(&["inspect", "zeros:v1"]);
+    assert_eq!(inspect.status.code(), Some(0), "{}", stderr(&inspect));
+    let array: Value = serde_json::from_str(&stdout(&inspect)).expect("JSON output");
+    assert_eq!(array[0]["Size"], json!(3_010_560));
+    assert_eq!(array[0]["VirtualSize"], json!(3_010_560));
+
+    let record = fixture
+        .root
+        .join("forge/layer-sizes")
+        .join(diff_id.trim_start_matches("sha256:"));
+    assert_eq!(
+        std::fs::read_to_string(&record).expect("size recorded"),
+        "3010560\n"
+    );
+}
+
+#[test]
+fn images_reuses_recorded_size() {
+    let fixture = Fixture::new();
+    let (layer, _) = add_gzip_image(&fixture, "zeros:v1", &compressible_tar());
+    let first = fixture.forge(&["images"]);
+    assert_eq!(table(&first)[1][4], "3.01MB");
+
+    // The recorded size answers, so the layer blob is not read again.
+    std::fs::remove_file(fixture.blob_path(&layer)).expect("layer removed");
+    let second = fixture.forge(&["images"]);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert_eq!(stderr(&second), "");
+    assert_eq!(table(&second)[1][4], "3.01MB");
+}
+
+#[test]
+fn images_skips_image_without_layer_size() {
+    let fixture = Fixture::new();
+    let (layer, _) = add_gzip_image(&fixture, "zeros:v1", &compressible_tar());
+    std::fs::remove_file(fixture.blob_path(&layer)).expect("layer removed");
+
+    let output = fixture.forge(&["images"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(table(&output).len(), 1, "{}", stdout(&output));
+    let message = stderr(&output);
+    assert!(message.contains("skipping zeros:v1"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "cannot measure the uncompressed size of layer {}",
+            layer.digest()
+        )),
+        "{message}"
+    );
+    assert!(message.contains("forge store check"), "{message}");
+}
+
+#[test]
+fn built_copy_layer_shows_content_size() {
+    let fixture = Fixture::new();
+    let context = fixture.dir.path().join("context");
+    std::fs::create_dir_all(&context).expect("context folder");
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY big.txt /big.txt\nENV A=1\n",
+    )
+    .expect("Dockerfile");
+    std::fs::write(context.join("big.txt"), "forge ".repeat(500_000)).expect("context file");
+
+    let build = fixture.forge(&["build", "-q", "-t", "big:v1", &context.to_string_lossy()]);
+    assert_eq!(build.status.code(), Some(0), "{}", stderr(&build));
+
+    // The build records the size when it writes the layer.
+    let records: Vec<PathBuf> = std::fs::read_dir(fixture.root.join("forge/layer-sizes"))
+        .expect("layer size folder")
+        .map(|entry| entry.expect("folder entry").path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let recorded: u64 = std::fs::read_to_string(&records[0])
+        .expect("size record")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!(recorded > 3_000_000, "{recorded}");
+    assert!(recorded < 3_004_096, "{recorded}");
+
+    let inspect = fixture.forge(&["inspect", "big:v1"]);
+    assert_eq!(inspect.status.code(), Some(0), "{}", stderr(&inspect));
+    let array: Value = serde_json::from_str(&stdout(&inspect)).expect("JSON output");
+    let image = &array[0];
+    assert_eq!(image["Size"], json!(recorded));
+    let blob_size = image["Manifest"]["layers"][0]["size"]
+        .as_u64()
+        .expect("layer size");
+    assert!(blob_size < 100_000, "{blob_size}");
+
+    let rows = table(&fixture.forge(&["images", "big"]));
+    assert_eq!(rows[1][4], "3MB", "{rows:?}");
+    let history = table(&fixture.forge(&["history", "big:v1"]));
+    let sizes: Vec<&str> = history[1..].iter().map(|row| row[3].as_str()).collect();
+    assert_eq!(sizes, ["0B", "3MB"], "{history:?}");
 }

@@ -18,11 +18,12 @@
 
 mod cache_seed;
 mod cache_sharing;
+mod cached_compression;
 pub mod export;
 mod snapshotter;
 mod steps;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -40,7 +41,7 @@ use crate::config::{ConfigState, Expander, Scope, StageView, expand_config};
 use crate::context::{Context, HashCache};
 use crate::error::{BuildError, Result};
 use crate::executor::StepExecutor;
-use crate::image::{self, ImageState, LayerRef, WrittenImage};
+use crate::image::{self, ImageState, LayerBlob, LayerRef, WrittenImage};
 use crate::plan::{self, Base, PROXY_ARGS, Plan};
 use crate::progress::{Progress, ProgressEvent, StepId};
 
@@ -182,6 +183,8 @@ impl Builder<'_> {
             lexer: Lexer::new(dockerfile.directives.escape),
             created: created_time(options.source_date_epoch),
             copy_snapshots: std::sync::OnceLock::new(),
+            exported: exported_stages(&plan),
+            compression_warned: std::sync::atomic::AtomicBool::new(false),
         };
 
         let mut results: BTreeMap<usize, StageResult> = BTreeMap::new();
@@ -249,6 +252,20 @@ impl Builder<'_> {
     }
 }
 
+/// Returns the stages whose layers the output image contains: the target
+/// and the stages it starts from, through `FROM stage`.
+fn exported_stages(plan: &Plan) -> BTreeSet<usize> {
+    let mut exported = BTreeSet::new();
+    let mut index = plan.target;
+    while exported.insert(index) {
+        match plan.stages.get(index).map(|stage| &stage.base) {
+            Some(Base::Stage(base)) => index = *base,
+            _ => break,
+        }
+    }
+    exported
+}
+
 /// Normalises a `-t` value to the name the store keeps.
 fn normalise_tag(tag: &str) -> Result<String> {
     match tag.parse::<forge_registry::Reference>() {
@@ -304,6 +321,12 @@ struct BuildRun<'a> {
     /// Why RUN steps use the copy snapshotter, once a step found overlay
     /// unavailable or `FORGE_SNAPSHOTTER=copy` asked for it.
     copy_snapshots: std::sync::OnceLock<String>,
+    /// Stages whose layers the output image contains; steps of the other
+    /// stages keep their layers only unpacked.
+    exported: BTreeSet<usize>,
+    /// Whether a cache hit already warned that it reuses a layer of
+    /// another compression than `--compression`.
+    compression_warned: std::sync::atomic::AtomicBool,
 }
 
 impl BuildRun<'_> {
@@ -537,6 +560,7 @@ impl BuildRun<'_> {
                 layer: None,
                 diff_id: None,
                 config: serde_json::to_value(&inputs).unwrap_or(Value::Null),
+                pending: None,
             };
             if let Err(error) = store.put_step(&record_key, &record) {
                 tracing::warn!(%error, "cannot record the inputs of this build for miss explanations");
@@ -554,6 +578,22 @@ impl BuildRun<'_> {
             let recorded = serde_json::from_value::<RecordedStep>(entry.config.clone()).ok()?;
             Some((entry, recorded))
         });
+        // A hit whose layer was kept only unpacked gets its blob now when
+        // the output image contains the stage; when that fails, the step
+        // runs again.
+        let mut unusable_hit = None;
+        let cached = match cached {
+            Some((entry, recorded)) if entry.is_pending() && self.exported.contains(&run.index) => {
+                match self.store_pending_layer(instruction, &key, entry) {
+                    Ok(entry) => Some((entry, recorded)),
+                    Err(error) => {
+                        unusable_hit = Some(error.to_string());
+                        None
+                    }
+                }
+            }
+            other => other,
+        };
 
         let layer = if let Some((entry, recorded)) = cached {
             progress.event(ProgressEvent::CacheHit { step: id.clone() });
@@ -564,20 +604,26 @@ impl BuildRun<'_> {
                 history["created"] = json!(self.created);
             }
             run.state.history.push(history);
-            match (entry.layer, entry.diff_id) {
-                (Some(descriptor), Some(diff_id)) => {
-                    let layer = LayerRef {
-                        descriptor,
-                        diff_id,
-                    };
-                    run.state.layers.push(layer.clone());
-                    Some(layer)
+            let layer = match (entry.layer, entry.diff_id, entry.pending) {
+                (Some(descriptor), Some(diff_id), _) => {
+                    cached_compression::warn_on_mismatch(self, &id, descriptor.media_type());
+                    Some(LayerRef::stored(descriptor, diff_id))
                 }
+                (None, Some(diff_id), Some(pending)) => Some(LayerRef {
+                    blob: LayerBlob::Pending(pending),
+                    diff_id,
+                }),
                 _ => None,
+            };
+            if let Some(layer) = &layer {
+                run.state.layers.push(layer.clone());
             }
+            layer
         } else {
             let reason = if run.no_cache {
                 Some("the cache is disabled for this stage".to_string())
+            } else if let Some(error) = unusable_hit {
+                Some(format!("the cached layer cannot be used: {error}"))
             } else {
                 previous.and_then(|previous| inputs.explain(&previous))
             };
@@ -612,9 +658,13 @@ impl BuildRun<'_> {
                 inputs: inputs.clone(),
             };
             let entry = StepEntry {
-                layer: layer.as_ref().map(|layer| layer.descriptor.clone()),
+                layer: layer.as_ref().and_then(|layer| layer.descriptor().cloned()),
                 diff_id: layer.as_ref().map(|layer| layer.diff_id.clone()),
                 config: serde_json::to_value(&recorded).unwrap_or(Value::Null),
+                pending: layer.as_ref().and_then(|layer| match &layer.blob {
+                    LayerBlob::Pending(pending) => Some(*pending),
+                    LayerBlob::Stored(_) => None,
+                }),
             };
             store
                 .put_step(&key, &entry)
@@ -625,10 +675,42 @@ impl BuildRun<'_> {
         run.key = key;
         progress.event(ProgressEvent::StepFinished {
             step: id,
-            layer: layer.map(|layer| layer.descriptor.digest().to_string()),
+            layer: layer.map(|layer| match layer.descriptor() {
+                Some(descriptor) => descriptor.digest().to_string(),
+                None => layer.diff_id.to_string(),
+            }),
             duration: started.elapsed(),
         });
         Ok(())
+    }
+
+    /// Writes the blob of a cached step's layer that was kept only
+    /// unpacked, and records the entry with the blob, so that later builds
+    /// find it stored.
+    fn store_pending_layer(
+        &self,
+        instruction: &Instruction,
+        key: &str,
+        entry: StepEntry,
+    ) -> Result<StepEntry> {
+        let (Some(diff_id), Some(pending)) = (entry.diff_id.clone(), entry.pending) else {
+            return Ok(entry);
+        };
+        let pending = LayerRef {
+            blob: LayerBlob::Pending(pending),
+            diff_id,
+        };
+        let stored = steps::write_pending_blob(self, instruction, &pending)?;
+        let entry = StepEntry {
+            layer: stored.descriptor().cloned(),
+            diff_id: Some(stored.diff_id),
+            pending: None,
+            ..entry
+        };
+        if let Err(error) = self.builder.store.put_step(key, &entry) {
+            tracing::warn!(%error, "cannot record the stored layer in the step cache");
+        }
+        Ok(entry)
     }
 
     /// Declares the build arguments of an `ARG` line in the stage: the

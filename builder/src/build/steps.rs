@@ -9,7 +9,8 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use forge_cache::layer::{DiffKind, WriteOptions, write_layer_threaded};
+use forge_cache::layer::{DiffKind, WriteOptions, layer_diff_id, write_layer_threaded};
+use forge_cache::store::PendingLayer;
 use forge_parser::instructions::{
     CommandLine, Expandable, FileMode, Instruction, InstructionKind, Mount, MountType, Network,
     Security, Sharing, Source,
@@ -24,7 +25,7 @@ use crate::cachekey::KeyInputs;
 use crate::config::{Expander, clean_path, command_argv, join_workdir};
 use crate::copy::{AddOptions, CopyPlan, CopyRequest, CopySource, ScratchDir};
 use crate::error::{BuildError, Result};
-use crate::image::{self, ImageState, LayerRef};
+use crate::image::{self, ImageState, LayerBlob, LayerRef};
 use crate::plan::{PROXY_ARGS, Source as FromSource};
 use crate::progress::{ProgressEvent, StepId, Stream};
 use crate::rootfs::RootView;
@@ -50,9 +51,7 @@ pub(super) enum Prepared {
 fn unpacked_lowers(build: &BuildRun<'_>, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
     let mut lowers: Vec<PathBuf> = Vec::with_capacity(layers.len());
     for layer in layers.iter().rev() {
-        let path =
-            crate::sandbox::unpack_layer(build.builder.store, &layer.descriptor, &layer.diff_id)
-                .map_err(BuildError::store(format!("unpack layer {}", layer.diff_id)))?;
+        let path = crate::sandbox::unpack_layer_ref(build.builder.store, layer)?;
         let path = absolute(path)?;
         if !lowers.contains(&path) {
             lowers.push(path);
@@ -510,7 +509,7 @@ pub(super) fn execute(
                     source: None,
                 });
             }
-            snapshot(build, instruction, &upper, DiffKind::Plain).map(Some)
+            snapshot(build, run.index, instruction, &upper, DiffKind::Plain).map(Some)
         }
         Prepared::Run(mut spec, security, mut seeds, claims) => {
             let Some(executor) = build.builder.executor else {
@@ -630,7 +629,7 @@ pub(super) fn execute(
                 remove_quietly(&upper);
                 return Ok(None);
             }
-            snapshot(build, instruction, &upper, DiffKind::Overlay).map(Some)
+            snapshot(build, run.index, instruction, &upper, DiffKind::Overlay).map(Some)
         }
     }
 }
@@ -796,7 +795,7 @@ pub(super) fn create_workdir(
             .map_err(|source| io_error(path, "set the mtime of", source.into()))?;
         }
     }
-    snapshot(build, instruction, &upper, DiffKind::Plain).map(Some)
+    snapshot(build, run.index, instruction, &upper, DiffKind::Plain).map(Some)
 }
 
 /// Returns the uid and gid of the stage's USER from the image's
@@ -820,46 +819,129 @@ fn workdir_owner(
     })
 }
 
-/// Writes `dir` as a layer into the store and keeps it as the layer's
-/// unpacked folder.
+/// Turns `dir`, the changes of a step in stage `stage`, into a layer and
+/// keeps it as the layer's unpacked folder.
+///
+/// In a stage that the output image contains, the layer blob is written
+/// now. In other stages (a builder stage that the image only copies from)
+/// only the diff id is computed and the blob stays pending: such layers
+/// serve as lower folders of later steps and no image lists them, so
+/// compressing them would be wasted unless a later build outputs that
+/// stage, which then writes the blob from the folder
+/// ([`write_pending_blob`]).
 fn snapshot(
     build: &BuildRun<'_>,
+    stage: usize,
     instruction: &Instruction,
     dir: &Path,
     kind: DiffKind,
 ) -> Result<LayerRef> {
     let store = build.builder.store;
-    let options = WriteOptions {
-        compression: build.options.compression,
-        level: build.options.compression_level,
+    let pending = PendingLayer {
+        overlay: kind == DiffKind::Overlay,
         source_date_epoch: build.options.source_date_epoch,
-        kind,
-        // Without root the folder holds host ids of the sandbox's user
-        // namespace, and the layer records the container ids they stand for.
-        id_map: crate::sandbox::rootless_id_map(),
     };
-    // write_layer hashes what it writes, so the blob writer need not.
-    let mut writer = store
-        .blob_writer_hashed_by_caller()
-        .map_err(BuildError::store("start a layer blob"))?;
-    let written = write_layer_threaded(dir, &options, &mut writer).map_err(|source| BuildError::Layer {
-        instruction: instruction.original.clone(),
-        source,
-    })?;
-    writer
-        .commit(Some(&written.digest))
-        .map_err(BuildError::store("store the layer blob"))?;
+    let layer = if build.exported.contains(&stage) {
+        write_blob(build, instruction, dir, pending)?
+    } else {
+        let (diff_id, size) =
+            layer_diff_id(dir, &write_options(build, pending)).map_err(|source| {
+                BuildError::Layer {
+                    instruction: instruction.original.clone(),
+                    source,
+                }
+            })?;
+        store.record_layer_size(&diff_id, size);
+        LayerRef {
+            blob: LayerBlob::Pending(pending),
+            diff_id,
+        }
+    };
     store
-        .adopt_unpacked(&written.diff_id, dir)
+        .adopt_unpacked(&layer.diff_id, dir)
         .map_err(BuildError::store("keep the unpacked layer"))?;
     // When the layer was unpacked already, `dir` stays behind.
     if dir.exists() {
         remove_quietly(dir);
     }
-    Ok(LayerRef {
-        descriptor: Descriptor::new(written.media_type, written.size, written.digest),
-        diff_id: written.diff_id,
-    })
+    Ok(layer)
+}
+
+/// The options that write a layer from a folder described by `pending`
+/// with the build's compression.
+fn write_options(build: &BuildRun<'_>, pending: PendingLayer) -> WriteOptions {
+    WriteOptions {
+        compression: build.options.compression,
+        level: build.options.compression_level,
+        source_date_epoch: pending.source_date_epoch,
+        kind: if pending.overlay {
+            DiffKind::Overlay
+        } else {
+            DiffKind::Plain
+        },
+        // Without root the folder holds host ids of the sandbox's user
+        // namespace, and the layer records the container ids they stand for.
+        id_map: crate::sandbox::rootless_id_map(),
+    }
+}
+
+/// Writes `dir` as a layer blob into the store.
+fn write_blob(
+    build: &BuildRun<'_>,
+    instruction: &Instruction,
+    dir: &Path,
+    pending: PendingLayer,
+) -> Result<LayerRef> {
+    let store = build.builder.store;
+    // write_layer hashes what it writes, so the blob writer need not.
+    let mut writer = store
+        .blob_writer_hashed_by_caller()
+        .map_err(BuildError::store("start a layer blob"))?;
+    let written = write_layer_threaded(dir, &write_options(build, pending), &mut writer).map_err(
+        |source| BuildError::Layer {
+            instruction: instruction.original.clone(),
+            source,
+        },
+    )?;
+    writer
+        .commit(Some(&written.digest))
+        .map_err(BuildError::store("store the layer blob"))?;
+    store.record_layer_size(&written.diff_id, written.uncompressed_size);
+    Ok(LayerRef::stored(
+        Descriptor::new(written.media_type, written.size, written.digest),
+        written.diff_id,
+    ))
+}
+
+/// Writes the blob of `layer`, a layer kept only unpacked by the step
+/// `instruction`, from its folder, and returns the layer with the blob.
+/// Fails when the folder is gone or no longer gives the recorded diff id.
+pub(super) fn write_pending_blob(
+    build: &BuildRun<'_>,
+    instruction: &Instruction,
+    layer: &LayerRef,
+) -> Result<LayerRef> {
+    let LayerBlob::Pending(pending) = &layer.blob else {
+        return Ok(layer.clone());
+    };
+    let store = build.builder.store;
+    let dir = store.unpacked_dir(&layer.diff_id).ok_or_else(|| {
+        build.step_error(
+            instruction,
+            format!("the unpacked folder of layer {} is gone", layer.diff_id),
+        )
+    })?;
+    let written = write_blob(build, instruction, &dir, *pending)?;
+    if written.diff_id != layer.diff_id {
+        return Err(build.step_error(
+            instruction,
+            format!(
+                "the unpacked folder of layer {} now gives diff id {}",
+                layer.diff_id, written.diff_id
+            ),
+        ));
+    }
+    Ok(written)
 }
 
 fn is_empty_dir(dir: &Path) -> Result<bool> {

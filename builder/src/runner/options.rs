@@ -311,14 +311,7 @@ pub fn create(store: &Store, options: &RunOptions) -> Result<ContainerState, Run
     let image = crate::image::load_image(store, &options.image).map_err(image_error)?;
     let mut lowers: Vec<PathBuf> = Vec::new();
     for layer in image.state.layers.iter().rev() {
-        let path = crate::sandbox::unpack_layer(store, &layer.descriptor, &layer.diff_id).map_err(
-            |source| {
-                image_error(crate::BuildError::store(format!(
-                    "unpack layer {}",
-                    layer.diff_id
-                ))(source))
-            },
-        )?;
+        let path = crate::sandbox::unpack_layer_ref(store, layer).map_err(image_error)?;
         let path = fs::canonicalize(&path)
             .map_err(|source| RunnerError::io("resolve the path", &path, source))?;
         if !lowers.contains(&path) {

@@ -39,13 +39,15 @@ mod signals;
 #[cfg(target_os = "linux")]
 mod syscall;
 #[cfg(target_os = "linux")]
+mod terminal;
+#[cfg(target_os = "linux")]
 mod title;
 #[cfg(target_os = "linux")]
 mod user;
 
 pub use error::SandboxError;
 #[cfg(target_os = "linux")]
-pub use launch::{InterruptWatch, LaunchIo, Launched, launch};
+pub use launch::{CommandStreams, InterruptWatch, LaunchIo, Launched, launch};
 
 use std::path::PathBuf;
 
@@ -90,6 +92,42 @@ pub fn unpack_layer(
             Some(&set_owners)
         };
     store.ensure_unpacked_with_owners(layer, diff_id, setter)
+}
+
+/// Returns the unpacked folder of `layer`: the folder of a layer kept only
+/// unpacked, or the blob unpacked by [`unpack_layer`].
+///
+/// # Errors
+///
+/// [`crate::BuildError::Store`] when the blob cannot be unpacked;
+/// [`crate::BuildError::Io`] when a layer kept only unpacked has lost its
+/// folder.
+pub fn unpack_layer_ref(
+    store: &forge_cache::store::Store,
+    layer: &crate::image::LayerRef,
+) -> Result<PathBuf, crate::BuildError> {
+    match &layer.blob {
+        crate::image::LayerBlob::Stored(descriptor) => {
+            unpack_layer(store, descriptor, &layer.diff_id).map_err(crate::BuildError::store(
+                format!("unpack layer {}", layer.diff_id),
+            ))
+        }
+        crate::image::LayerBlob::Pending(_) => {
+            store
+                .unpacked_dir(&layer.diff_id)
+                .ok_or_else(|| crate::BuildError::Io {
+                    action: "find the unpacked folder of layer",
+                    path: store
+                        .root()
+                        .join("forge/unpacked")
+                        .join(layer.diff_id.digest()),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "missing, so `forge prune` or `forge store check --repair` removed it while the build ran. Build again",
+                    ),
+                })
+        }
+    }
 }
 
 /// Gives the files of an unpacked layer folder the container owners that

@@ -176,6 +176,7 @@ fn write_rootfs_layer(
     writer
         .commit(Some(&layer.digest))
         .map_err(ArchiveError::from)?;
+    store.record_layer_size(&layer.diff_id, layer.uncompressed_size);
     Ok(layer)
 }
 

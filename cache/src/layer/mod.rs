@@ -30,7 +30,7 @@ pub use extract::{
 };
 pub use idmap::{IdKind, IdMap, IdRange, RecordedOwner};
 pub use oci_spec::image::{Digest, MediaType};
-pub use writer::{DiffKind, WriteOptions, write_layer, write_layer_threaded};
+pub use writer::{DiffKind, WriteOptions, layer_diff_id, write_layer, write_layer_threaded};
 
 /// Prefix of a whiteout entry: `.wh.NAME` deletes `NAME` from the lower layers.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -105,6 +105,8 @@ pub struct LayerDescriptor {
     pub size: u64,
     /// `sha256:` digest of the uncompressed tar stream, for the image config's `rootfs.diff_ids`.
     pub diff_id: Digest,
+    /// Length of the uncompressed tar stream in bytes.
+    pub uncompressed_size: u64,
 }
 
 /// Errors of writing, decompressing and extracting layers.

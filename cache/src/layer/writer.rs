@@ -92,7 +92,7 @@ pub fn write_layer(
     check_layer_dir(dir)?;
 
     let blob = DigestWriter::new(sink);
-    let (blob, diff_id) = write_stream(dir, options, level, blob)?;
+    let (blob, diff_id, uncompressed_size) = write_stream(dir, options, level, blob)?;
     let (sink, digest, size) = blob.finish()?;
     sink.flush().map_err(write_error)?;
 
@@ -101,6 +101,7 @@ pub fn write_layer(
         digest,
         size,
         diff_id,
+        uncompressed_size,
     })
 }
 
@@ -137,8 +138,13 @@ pub fn write_layer_threaded(
             Ok::<_, LayerError>((digest, size))
         });
 
-        let streamed = write_stream(dir, options, level, PipeWriter::new(sender))
-            .and_then(|(pipe, diff_id)| pipe.finish().map(|()| diff_id).map_err(write_error));
+        let streamed = write_stream(dir, options, level, PipeWriter::new(sender)).and_then(
+            |(pipe, diff_id, uncompressed_size)| {
+                pipe.finish()
+                    .map(|()| (diff_id, uncompressed_size))
+                    .map_err(write_error)
+            },
+        );
         // The pipe is gone now, on success and failure alike, so the
         // output thread ends.
         let written = output.join().unwrap_or_else(|_| {
@@ -147,11 +153,12 @@ pub fn write_layer_threaded(
             )))
         });
         match (streamed, written) {
-            (Ok(diff_id), Ok((digest, size))) => Ok(LayerDescriptor {
+            (Ok((diff_id, uncompressed_size)), Ok((digest, size))) => Ok(LayerDescriptor {
                 media_type: compression.media_type(),
                 digest,
                 size,
                 diff_id,
+                uncompressed_size,
             }),
             // A failed blob write closes the pipe, which the stream then
             // reports as well; the blob's error is the cause.
@@ -159,6 +166,29 @@ pub fn write_layer_threaded(
             (Err(error), Ok(_)) => Err(error),
         }
     })
+}
+
+/// Returns the diff ID that [`write_layer`] would give `dir` with
+/// `options`, and the length of the tar stream in bytes. The stream is
+/// built and hashed but written nowhere; [`WriteOptions::compression`] and
+/// [`WriteOptions::level`] do not change the result.
+///
+/// # Errors
+///
+/// As for [`write_layer`], except that nothing is compressed or written.
+pub fn layer_diff_id(
+    dir: &Path,
+    options: &WriteOptions,
+) -> Result<(oci_spec::image::Digest, u64), LayerError> {
+    check_layer_dir(dir)?;
+    let options = WriteOptions {
+        compression: Compression::None,
+        level: None,
+        ..options.clone()
+    };
+    let level = checked_level(options.compression, None)?;
+    let (_, diff_id, size) = write_stream(dir, &options, level, io::sink())?;
+    Ok((diff_id, size))
 }
 
 /// Chunks in flight between the tar thread and the blob thread.
@@ -232,13 +262,14 @@ fn check_layer_dir(dir: &Path) -> Result<(), LayerError> {
 }
 
 /// Walks `dir` into a tar stream, hashes it (the diff ID) and compresses
-/// it into `output`. Returns `output` after the compressed stream ended.
+/// it into `output`. Returns `output` after the compressed stream ended,
+/// the diff ID and the length of the tar stream in bytes.
 fn write_stream<W: Write>(
     dir: &Path,
     options: &WriteOptions,
     level: i32,
     output: W,
-) -> Result<(W, oci_spec::image::Digest), LayerError> {
+) -> Result<(W, oci_spec::image::Digest, u64), LayerError> {
     let compression = options.compression;
     let write_error = |source| LayerError::Write {
         compression,
@@ -254,9 +285,9 @@ fn write_stream<W: Write>(
     walker.write_directory(dir, b"")?;
 
     let diff_writer = walker.tar.finish().map_err(write_error)?;
-    let (encoder, diff_id, _) = diff_writer.finish()?;
+    let (encoder, diff_id, tar_size) = diff_writer.finish()?;
     let output = encoder.finish().map_err(write_error)?;
-    Ok((output, diff_id))
+    Ok((output, diff_id, tar_size))
 }
 
 struct Walker<'o, W: Write> {
@@ -620,6 +651,27 @@ mod tests {
         assert_eq!(descriptor.size, blob.len() as u64);
         assert_eq!(descriptor.media_type, MediaType::ImageLayer);
         assert_eq!(blob.len() % 512, 0);
+        assert_eq!(descriptor.uncompressed_size, blob.len() as u64);
+    }
+
+    #[test]
+    fn uncompressed_size_is_tar_length() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("zeros"), vec![0u8; 300_000]).unwrap();
+        let options = WriteOptions::default();
+        let (descriptor, blob) = write(dir.path(), &options);
+
+        let mut tar = Vec::new();
+        crate::layer::decompress(Box::new(&blob[..]))
+            .unwrap()
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(descriptor.uncompressed_size, tar.len() as u64);
+        assert!(descriptor.size < descriptor.uncompressed_size / 10);
+
+        let mut threaded_blob = Vec::new();
+        let threaded = write_layer_threaded(dir.path(), &options, &mut threaded_blob).unwrap();
+        assert_eq!(threaded.uncompressed_size, tar.len() as u64);
     }
 
     #[test]

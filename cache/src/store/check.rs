@@ -13,6 +13,7 @@ use super::blobs::hash_file;
 use super::error::{Result, StoreError};
 use super::lock::LockMode;
 use super::names::ref_name;
+use super::sizes::parse_layer_size;
 
 /// The kind of a problem that `check` finds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +25,8 @@ pub enum ProblemKind {
     UnreadableBlob,
     /// A leftover of an interrupted write or unpack under `forge/tmp/`.
     TempFile,
-    /// A file where only blobs or unpacked layers belong.
+    /// A file where only blobs, unpacked layers or layer size records
+    /// belong, or a layer size record that cannot be parsed.
     StrayFile,
     /// An `index.json` entry whose manifest blob is missing.
     DanglingName,
@@ -34,7 +36,8 @@ pub enum ProblemKind {
     BadManifest,
     /// A step-cache file that cannot be parsed.
     BadStepEntry,
-    /// A step-cache entry whose layer blob is missing.
+    /// A step-cache entry whose layer blob is missing, or whose unpacked
+    /// folder is missing for a layer kept only unpacked.
     StepMissingLayer,
 }
 
@@ -133,6 +136,7 @@ impl Store {
                 });
             }
         }
+        self.check_layer_sizes(repair, &mut report)?;
 
         tracing::info!(
             blobs = report.blobs_checked,
@@ -262,6 +266,34 @@ impl Store {
         Ok(())
     }
 
+    /// Reports entries of `forge/layer-sizes/` that are not a size record
+    /// named by a diff id. A record of a layer the store no longer has is
+    /// valid, and `prune` removes it.
+    fn check_layer_sizes(&self, repair: bool, report: &mut CheckReport) -> Result<()> {
+        for path in list_dir(&self.layer_sizes_dir())? {
+            let named = path.is_file() && file_name(&path).is_some_and(is_sha256_hex);
+            let detail = if !named {
+                "not a layer size file named by a diff id"
+            } else if fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| parse_layer_size(&text))
+                .is_none()
+            {
+                "does not contain a size in bytes, so the size is measured again from the layer blob"
+            } else {
+                continue;
+            };
+            let repaired = repair && remove_any(&path)?;
+            report.problems.push(CheckProblem {
+                kind: ProblemKind::StrayFile,
+                subject: path.display().to_string(),
+                detail: detail.into(),
+                repaired,
+            });
+        }
+        Ok(())
+    }
+
     fn check_steps(&self, repair: bool, report: &mut CheckReport) -> Result<()> {
         let (records, damaged) = self.scan_steps()?;
         for (path, error) in damaged {
@@ -274,17 +306,25 @@ impl Store {
             });
         }
         for record in records {
-            let Some(layer) = &record.entry.layer else {
-                continue;
+            let detail = match &record.entry.layer {
+                Some(layer) if !self.has_blob(layer.digest()) => {
+                    format!("layer {} is missing", layer.digest())
+                }
+                None if record.entry.is_pending() && !self.has_pending_layer(&record.entry) => {
+                    let diff_id = record
+                        .entry
+                        .diff_id
+                        .as_ref()
+                        .map_or_else(|| "(no diff id)".to_string(), ToString::to_string);
+                    format!("the unpacked layer {diff_id} is missing")
+                }
+                _ => continue,
             };
-            if self.has_blob(layer.digest()) {
-                continue;
-            }
             let repaired = repair && remove_any(&record.path)?;
             report.problems.push(CheckProblem {
                 kind: ProblemKind::StepMissingLayer,
                 subject: format!("step cache entry {}", record.key),
-                detail: format!("layer {} is missing", layer.digest()),
+                detail,
                 repaired,
             });
         }

@@ -15,6 +15,8 @@
 //!     tmp/                     files and folders being written
 //!     steps/HEX.json           step-cache entries, HEX = sha256 of the key
 //!     unpacked/HEX/            unpacked layers, HEX = diff id
+//!     layer-sizes/HEX          uncompressed tar length of a layer in bytes,
+//!                              HEX = diff id
 //! ```
 //!
 //! Invariants: a file under `blobs/sha256/` is complete and was checked
@@ -38,6 +40,7 @@ mod lock;
 mod names;
 mod prune;
 mod root;
+mod sizes;
 pub mod sources;
 mod steps;
 mod unpacked;
@@ -53,7 +56,7 @@ pub use names::{
 };
 pub use prune::{PruneOptions, PruneReport};
 pub use root::default_root;
-pub use steps::{StepEntry, StepRecord};
+pub use steps::{PendingLayer, StepEntry, StepRecord};
 pub use unpacked::OwnerSetter;
 
 /// An opened store root. Cheap to clone; every method may be called from
@@ -83,6 +86,10 @@ impl Store {
 
     fn unpacked_root(&self) -> PathBuf {
         self.root.join("forge").join("unpacked")
+    }
+
+    fn layer_sizes_dir(&self) -> PathBuf {
+        self.root.join("forge").join("layer-sizes")
     }
 
     fn blobs_dir(&self) -> PathBuf {

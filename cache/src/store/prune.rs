@@ -1,5 +1,6 @@
-//! `prune`: removes unnamed images, and the blobs, unpacked layers and
-//! step-cache entries that no name or digest reference reaches.
+//! `prune`: removes unnamed images, and the blobs, unpacked layers, layer
+//! size records and step-cache entries that no name or digest reference
+//! reaches.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -37,6 +38,8 @@ pub struct PruneReport {
     pub blobs_removed: usize,
     /// Unpacked layer folders removed.
     pub unpacked_removed: usize,
+    /// Layer size records under `forge/layer-sizes/` removed.
+    pub layer_sizes_removed: usize,
     /// Step-cache entries removed.
     pub steps_removed: usize,
     /// Leftovers of interrupted writes removed from `forge/tmp/`.
@@ -58,9 +61,9 @@ impl Store {
     /// digest references in `index.json` (index -> manifests -> configs and
     /// layers, and the index that
     /// [`SOURCE_INDEX_ANNOTATION`](super::SOURCE_INDEX_ANNOTATION) records), unpacked
-    /// layers whose diff id no named config or kept step lists, step-cache
-    /// entries chosen by `options` or whose layer is gone, and leftovers in
-    /// `forge/tmp/`. Step entries keep their layer blobs and unpacked
+    /// layers and layer size records whose diff id no named config or kept
+    /// step lists, step-cache entries chosen by `options` or whose layer is
+    /// gone, and leftovers in `forge/tmp/`. Step entries keep their layer blobs and unpacked
     /// layers while they exist.
     ///
     /// Holds the exclusive store lock throughout, so it never removes a blob
@@ -143,6 +146,11 @@ impl Store {
                     continue;
                 }
                 Some(layer) => sha256_hex(layer.digest()).ok().map(str::to_string),
+                None if record.entry.is_pending() && !self.has_pending_layer(&record.entry) => {
+                    report.bytes_freed += remove(&record.path)?;
+                    report.steps_removed += 1;
+                    continue;
+                }
                 None => None,
             };
             let diff_id = record
@@ -191,6 +199,18 @@ impl Store {
             }
         }
 
+        // A size record is kept while its layer may still be shown or
+        // unpacked. Entries with other names are left to `check --repair`.
+        for path in list_dir(&self.layer_sizes_dir())? {
+            let Some(name) = file_name(&path).filter(|name| is_sha256_hex(name)) else {
+                continue;
+            };
+            if !keep_diff_ids.contains(name) {
+                report.bytes_freed += remove(&path)?;
+                report.layer_sizes_removed += 1;
+            }
+        }
+
         // No one holds an unpack lock without the shared store lock, so the
         // lock files of layers that are not unpacked can go.
         if !options.dry_run {
@@ -210,6 +230,7 @@ impl Store {
             unnamed = report.unnamed_removed,
             blobs = report.blobs_removed,
             unpacked = report.unpacked_removed,
+            layer_sizes = report.layer_sizes_removed,
             steps = report.steps_removed,
             temp = report.temp_removed,
             bytes = report.bytes_freed,

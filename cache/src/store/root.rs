@@ -107,6 +107,7 @@ impl Store {
             store.locks_dir(),
             store.steps_dir(),
             store.unpacked_root(),
+            store.layer_sizes_dir(),
         ] {
             fs::create_dir_all(&dir).map_err(create_error)?;
         }

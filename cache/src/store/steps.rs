@@ -28,6 +28,31 @@ pub struct StepEntry {
     /// own format.
     #[serde(default)]
     pub config: serde_json::Value,
+    /// Set when the step kept its layer only unpacked: `layer` is then
+    /// `None`, `diff_id` names the folder under `forge/unpacked/`, and the
+    /// blob is written from that folder when an image needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingLayer>,
+}
+
+/// How to write the blob of a layer that exists only as its unpacked
+/// folder, so that the tar stream matches the recorded diff id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLayer {
+    /// Whether the folder marks deletions as an overlayfs upper folder
+    /// does ([`crate::layer::DiffKind::Overlay`]) rather than holding only
+    /// additions.
+    pub overlay: bool,
+    /// The `SOURCE_DATE_EPOCH` that clamped file times in the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<i64>,
+}
+
+impl StepEntry {
+    /// Returns whether the entry's layer exists only unpacked.
+    pub fn is_pending(&self) -> bool {
+        self.pending.is_some() && self.layer.is_none()
+    }
 }
 
 /// A step entry with its key and last use, as listed for `prune`.
@@ -75,6 +100,15 @@ impl Store {
                 digest: layer.digest().to_string(),
             });
         }
+        if entry.is_pending() && !self.has_pending_layer(entry) {
+            return Err(StoreError::MissingBlob {
+                what: format!("the unpacked layer of step cache entry {key}"),
+                digest: entry
+                    .diff_id
+                    .as_ref()
+                    .map_or_else(|| "(no diff id)".to_string(), ToString::to_string),
+            });
+        }
         let file = StepFile {
             key: key.to_string(),
             entry: entry.clone(),
@@ -107,6 +141,10 @@ impl Store {
             tracing::debug!(key, digest = %layer.digest(), "step cache entry lost its layer");
             return Ok(None);
         }
+        if file.entry.is_pending() && !self.has_pending_layer(&file.entry) {
+            tracing::debug!(key, diff_id = ?file.entry.diff_id, "step cache entry lost its unpacked layer");
+            return Ok(None);
+        }
 
         // The last-use time only orders pruning, so a read-only store still
         // serves hits when it cannot be updated.
@@ -118,6 +156,15 @@ impl Store {
             tracing::warn!(path = %path.display(), %error, "cannot update the last use of a step cache entry");
         }
         Ok(Some(file.entry))
+    }
+
+    /// Returns whether the unpacked folder of a pending entry's layer
+    /// exists.
+    pub(crate) fn has_pending_layer(&self, entry: &StepEntry) -> bool {
+        entry
+            .diff_id
+            .as_ref()
+            .is_some_and(|diff_id| self.unpacked_dir(diff_id).is_some())
     }
 
     /// Removes the entry for `key`; returns whether there was one.
@@ -216,6 +263,7 @@ mod tests {
             layer: Some(info.descriptor(MediaType::ImageLayerGzip)),
             diff_id: Some(info.digest.clone()),
             config: serde_json::Value::Null,
+            pending: None,
         };
         store.put_step("key", &entry).unwrap();
         assert_eq!(store.get_step("key").unwrap(), Some(entry));
@@ -233,6 +281,7 @@ mod tests {
             layer: Some(Descriptor::new(MediaType::ImageLayerGzip, 1, digest)),
             diff_id: None,
             config: serde_json::Value::Null,
+            pending: None,
         };
         let error = store.put_step("key", &entry).unwrap_err();
         assert!(matches!(error, StoreError::MissingBlob { .. }), "{error}");
@@ -247,6 +296,7 @@ mod tests {
             layer: None,
             diff_id: None,
             config: serde_json::json!({"Env": ["A=1"]}),
+            pending: None,
         };
         store.put_step("k", &entry).unwrap();
         assert!(store.remove_step("k").unwrap());

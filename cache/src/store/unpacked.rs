@@ -149,8 +149,9 @@ impl Store {
         self.locks_dir().join(format!("unpack-{hex}.lock"))
     }
 
-    /// Extracts the layer blob into `dest` and checks both the blob digest
-    /// and the diff id of the uncompressed stream.
+    /// Extracts the layer blob into `dest`, checks both the blob digest
+    /// and the diff id of the uncompressed stream, and records the length
+    /// of that stream as the layer's size.
     fn extract_layer(
         &self,
         layer: &Descriptor,
@@ -167,7 +168,7 @@ impl Store {
 
         let mut blob = self.open_descriptor(layer)?;
         let blob_path = blob.path().to_path_buf();
-        let actual_diff_id = {
+        let (actual_diff_id, tar_size) = {
             let stream = layer::decompress(Box::new(&mut blob))
                 .map_err(|error| unpack_error(Box::new(error)))?;
             let mut tar = HashingReader::new(stream);
@@ -198,14 +199,16 @@ impl Store {
                 actual: actual_diff_id.to_string(),
             });
         }
+        self.record_layer_size(diff_id, tar_size);
         Ok(())
     }
 }
 
-/// A reader that hashes what passes through it.
+/// A reader that hashes and counts what passes through it.
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
+    size: u64,
 }
 
 impl<R: Read> HashingReader<R> {
@@ -213,11 +216,13 @@ impl<R: Read> HashingReader<R> {
         Self {
             inner,
             hasher: Sha256::new(),
+            size: 0,
         }
     }
 
-    fn finish(self) -> Digest {
-        digest_of(self.hasher)
+    /// Returns the digest and the length in bytes of what was read.
+    fn finish(self) -> (Digest, u64) {
+        (digest_of(self.hasher), self.size)
     }
 }
 
@@ -225,6 +230,7 @@ impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let count = self.inner.read(buf)?;
         self.hasher.update(buf.get(..count).unwrap_or(buf));
+        self.size += count as u64;
         Ok(count)
     }
 }

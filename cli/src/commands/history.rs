@@ -36,7 +36,8 @@ struct Step {
     created: Option<String>,
     created_by: String,
     comment: String,
-    /// The layer size in bytes; 0 for a step that made no layer.
+    /// The uncompressed layer size in bytes, or 0 for a step that made no
+    /// layer.
     size: u64,
 }
 
@@ -45,13 +46,7 @@ pub fn run(globals: &Globals, args: &HistoryArgs) -> anyhow::Result<()> {
     let store = globals.open_store()?;
     let descriptor = resolve(&store, &args.image)?;
     let image = read_image(&store, &descriptor)?;
-    let layer_sizes: Vec<u64> = image
-        .manifest
-        .layers()
-        .iter()
-        .map(|layer| layer.size())
-        .collect();
-    let steps = pair_with_layers(image.history(), &layer_sizes);
+    let steps = pair_with_layers(image.history(), &image.layer_sizes);
 
     // Only the newest step is the image itself; Docker shows no id for
     // the steps below it because they are not images of their own.

@@ -291,8 +291,6 @@ pub(crate) struct ImageInfo {
     pub index: Option<Value>,
     /// The digest of the chosen image manifest.
     pub manifest_digest: Digest,
-    /// The chosen image manifest.
-    pub manifest: ImageManifest,
     /// The chosen image manifest as stored.
     pub manifest_document: Value,
     /// The image config as stored.
@@ -300,7 +298,11 @@ pub(crate) struct ImageInfo {
     /// The image id as Docker shows it: the config digest, or the index
     /// digest for an index.
     pub id: Digest,
-    /// The sum of the manifest's layer sizes, in bytes.
+    /// The uncompressed size of each layer of the manifest in bytes, in
+    /// manifest order (see [`Store::layer_size`]).
+    pub layer_sizes: Vec<u64>,
+    /// The sum of `layer_sizes`, shown where Docker shows the size of the
+    /// image's file system.
     pub size: u64,
 }
 
@@ -357,18 +359,58 @@ pub(crate) fn read_image(store: &Store, descriptor: &Descriptor) -> anyhow::Resu
         .with_context(|| format!("manifest {manifest_digest} is not an image manifest"))?;
     let config: Value = store.get_json(manifest.config().digest())?;
     let id = store.image_id(descriptor)?;
-    let size = manifest.layers().iter().map(Descriptor::size).sum();
+    let layer_sizes = uncompressed_layer_sizes(store, &manifest, &config)?;
+    let size = layer_sizes.iter().sum();
 
     Ok(ImageInfo {
         descriptor: descriptor.clone(),
         index,
         manifest_digest,
-        manifest,
         manifest_document,
         config,
         id,
+        layer_sizes,
         size,
     })
+}
+
+/// Returns the uncompressed size of each layer of `manifest`, which pairs
+/// in order with the diff ids in the `rootfs` of `config`. A size that the
+/// store has not recorded yet is measured from the layer blob once.
+fn uncompressed_layer_sizes(
+    store: &Store,
+    manifest: &ImageManifest,
+    config: &Value,
+) -> anyhow::Result<Vec<u64>> {
+    let config_digest = manifest.config().digest();
+    let diff_ids = config
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .with_context(|| format!("config {config_digest} has no rootfs.diff_ids list"))?;
+    let layers = manifest.layers();
+    if diff_ids.len() != layers.len() {
+        anyhow::bail!(
+            "config {config_digest} lists {} diff ids, but its manifest lists {} layers",
+            diff_ids.len(),
+            layers.len()
+        );
+    }
+
+    let mut sizes = Vec::with_capacity(layers.len());
+    for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        let diff_id: Digest = diff_id
+            .as_str()
+            .and_then(|text| text.parse().ok())
+            .with_context(|| format!("config {config_digest} has an invalid diff id {diff_id}"))?;
+        let size = store.layer_size(layer, &diff_id).with_context(|| {
+            format!(
+                "cannot measure the uncompressed size of layer {}",
+                layer.digest()
+            )
+        })?;
+        sizes.push(size);
+    }
+    Ok(sizes)
 }
 
 /// Picks the manifest of an index for this machine's platform, else the

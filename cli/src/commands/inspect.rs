@@ -93,6 +93,7 @@ fn document(store: &Store, image: &ImageInfo) -> anyhow::Result<Value> {
         "Architecture": config_field("architecture"),
         "Os": config_field("os"),
         "Size": image.size,
+        "VirtualSize": image.size,
         "ManifestDigest": image.manifest_digest.to_string(),
         "Manifest": image.manifest_document,
         "Config": image.config,
