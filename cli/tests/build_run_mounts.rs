@@ -114,6 +114,12 @@ fn succeeded(output: &Output) -> String {
     stderr
 }
 
+/// Returns what a successful forge command printed on standard output.
+fn printed(output: &Output) -> String {
+    succeeded(output);
+    text(&output.stdout)
+}
+
 fn lines(text: &str) -> Vec<&str> {
     text.lines().collect()
 }
@@ -293,4 +299,51 @@ fn bind_mount_pulls_missing_image() {
     assert!(stderr.contains(&format!("pulling {image}")), "{stderr}");
     assert_eq!(workspace.read("out", "copied"), "hello from the registry\n");
     succeeded(&workspace.forge(&["inspect", &image]));
+}
+
+#[test]
+fn prune_all_empties_cache_mounts() {
+    let Some(workspace) = Workspace::new("prune_all_empties_cache_mounts") else {
+        return;
+    };
+    let dockerfile = |marker: &str| {
+        format!(
+            "FROM busybox\n\
+             RUN --mount=type=cache,id=keep,target=/cache \
+             echo {marker} && ls /cache > /listing && echo kept > /cache/file\n"
+        )
+    };
+    succeeded(&workspace.build(&dockerfile("one"), "one", &[]));
+    succeeded(&workspace.build(&dockerfile("two"), "two", &[]));
+    assert_eq!(
+        workspace.read("two", "listing"),
+        "file\n",
+        "the cache kept the file"
+    );
+    assert_eq!(workspace.cache_folders().len(), 1);
+
+    // A plain prune keeps the cache; `--all` removes its folder and lock.
+    let plain = printed(&workspace.forge(&["prune"]));
+    assert!(plain.contains("0 cache mounts"), "{plain}");
+    assert_eq!(workspace.cache_folders().len(), 1);
+    let dry = printed(&workspace.forge(&["prune", "--all", "--dry-run"]));
+    assert!(
+        dry.contains("Would remove") && dry.contains("1 cache mounts"),
+        "{dry}"
+    );
+    assert_eq!(workspace.cache_folders().len(), 1);
+    let all = printed(&workspace.forge(&["prune", "--all"]));
+    assert!(all.contains("1 cache mounts"), "{all}");
+    assert!(workspace.cache_folders().is_empty());
+    let left: Vec<_> = fs::read_dir(workspace.path("store/forge/cache-mounts"))
+        .expect("cache mount root")
+        .collect();
+    assert!(left.is_empty(), "lock files are removed too: {left:?}");
+
+    succeeded(&workspace.build(&dockerfile("three"), "three", &[]));
+    assert_eq!(
+        workspace.read("three", "listing"),
+        "",
+        "the cache starts empty"
+    );
 }

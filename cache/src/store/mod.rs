@@ -92,6 +92,12 @@ impl Store {
         self.root.join("forge").join("layer-sizes")
     }
 
+    /// Returns the folder that keeps the folders of `RUN --mount=type=cache`
+    /// between builds, one per cache, each with a `NAME.lock` beside it.
+    pub fn cache_mounts_dir(&self) -> PathBuf {
+        self.root.join("forge").join("cache-mounts")
+    }
+
     fn blobs_dir(&self) -> PathBuf {
         self.root.join("blobs").join("sha256")
     }

@@ -19,7 +19,8 @@ use super::steps::StepRecord;
 /// Options of `prune`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PruneOptions {
-    /// Drop every step-cache entry, so only what names reach is kept.
+    /// Drop every step-cache entry and every cache mount folder, so only
+    /// what names reach is kept.
     pub all: bool,
     /// Drop the least recently used step-cache entries until the bytes
     /// kept only by the step cache (layer blobs and unpacked layers that
@@ -42,6 +43,9 @@ pub struct PruneReport {
     pub layer_sizes_removed: usize,
     /// Step-cache entries removed.
     pub steps_removed: usize,
+    /// Folders of `RUN --mount=type=cache` removed, which only
+    /// [`PruneOptions::all`] does.
+    pub cache_mounts_removed: usize,
     /// Leftovers of interrupted writes removed from `forge/tmp/`.
     pub temp_removed: usize,
     /// Bytes freed, counting file sizes.
@@ -88,6 +92,17 @@ impl Store {
         for path in list_dir(&self.tmp_dir())? {
             report.bytes_freed += remove(&path)?;
             report.temp_removed += 1;
+        }
+
+        // Builds hold a shared lease on the store, so no build uses a cache
+        // mount while this exclusive lock is held.
+        if options.all {
+            for path in list_dir(&self.cache_mounts_dir())? {
+                if path.is_dir() {
+                    report.cache_mounts_removed += 1;
+                }
+                report.bytes_freed += remove(&path)?;
+            }
         }
 
         // Unnamed images go first, so only what the names and digest

@@ -13,8 +13,8 @@ use crate::Globals;
 /// Arguments of `forge prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Remove the whole build cache too, keeping only what image names
-    /// reach.
+    /// Remove the whole build cache too, with the folders of
+    /// `RUN --mount=type=cache`, keeping only what image names reach.
     #[arg(short = 'a', long = "all")]
     all: bool,
 
@@ -59,11 +59,12 @@ pub fn run(globals: &Globals, args: &PruneArgs) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(
         out,
-        "{verb} {} unnamed images, {} blobs, {} unpacked layers, {} build cache entries, {} temporary files",
+        "{verb} {} unnamed images, {} blobs, {} unpacked layers, {} build cache entries, {} cache mounts, {} temporary files",
         report.unnamed_removed,
         report.blobs_removed,
         report.unpacked_removed,
         report.steps_removed,
+        report.cache_mounts_removed,
         report.temp_removed
     )?;
     let total = if args.dry_run {
