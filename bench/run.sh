@@ -15,7 +15,8 @@
 #             the forge binary has no push command
 #   multistage  examples/multistage (gcc in a Debian builder stage, apt
 #             with cache mounts, a static binary in a scratch image): cold
-#             builds, cached rebuilds and rebuilds after hello.c changed.
+#             builds (and, as cold-apt, the time apt-get itself takes in
+#             them), cached rebuilds and rebuilds after hello.c changed.
 #             Needs the Debian base: `bench/setup.sh debian` (debootstrap
 #             from the host's apt mirror) makes and pushes it
 #
@@ -340,6 +341,17 @@ scenario_push() {
   reset_away buildah push
 }
 
+# Prints the seconds between the apt-start and apt-end lines that the
+# multistage Dockerfile's apt step writes to LOG: the time of apt-get
+# itself inside the tool's sandbox.
+apt_seconds() {
+  local log=$1 start end
+  start=$(grep -o 'apt-start [0-9.]*' "$log" | tail -n 1 | cut -d' ' -f2)
+  end=$(grep -o 'apt-end [0-9.]*' "$log" | tail -n 1 | cut -d' ' -f2)
+  [ -n "$start" ] && [ -n "$end" ] || die "no apt-start and apt-end lines in $log"
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }'
+}
+
 scenario_multistage() {
   local ctx=$STATE/ctx/multistage tool run cold_runs=${BENCH_COLD_RUNS:-2}
   # apt-get needs the network. dockerd runs without a bridge, so BuildKit
@@ -358,6 +370,8 @@ scenario_multistage() {
       timed "multistage-$tool-cold$run" build "$tool" multistage \
         "$DOCKERFILES/multistage.Dockerfile" "$ctx" "DEBIAN=$BASE_DEBIAN"
       record multistage cold "$tool" "$run" "$ELAPSED"
+      record multistage cold-apt "$tool" "$run" \
+        "$(apt_seconds "$LOGS/multistage-$tool-cold$run.log")"
     done
   done
 
