@@ -148,40 +148,66 @@ fn skip(reason: &str) {
     eprintln!("skipping the rootless build: {reason}");
 }
 
-#[test]
-fn rootless_build_runs() {
-    if !forge_testkit::require_root("rootless_build_runs")
-        || !forge_testkit::require_tool("busybox")
-        || !forge_testkit::require_tool("newuidmap")
-        || !forge_testkit::require_tool("umoci")
-        || !forge_testkit::require_tool("runc")
-        || !forge_testkit::require_tool("tar")
-    {
-        return;
-    }
-    let home = ensure_user();
-    if let Some(reason) = user_namespaces_forbidden() {
-        skip(&reason);
-        return;
+/// A folder in the test user's home with a copy of the forge binary and a
+/// busybox root file system tar. `None` when the test skips.
+struct UserWorkspace {
+    work: tempfile::TempDir,
+    /// Nanoseconds of the creation time, to name containers apart.
+    nanos: u32,
+}
+
+impl UserWorkspace {
+    fn new(test: &str) -> Option<UserWorkspace> {
+        if !forge_testkit::require_root(test)
+            || !forge_testkit::require_tool("busybox")
+            || !forge_testkit::require_tool("newuidmap")
+            || !forge_testkit::require_tool("umoci")
+            || !forge_testkit::require_tool("runc")
+            || !forge_testkit::require_tool("tar")
+        {
+            return None;
+        }
+        let home = ensure_user();
+        if let Some(reason) = user_namespaces_forbidden() {
+            skip(&reason);
+            return None;
+        }
+
+        // Everything the user touches lives in one folder of its home; the
+        // binary is copied there because the build folder may not be
+        // readable by other users.
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|time| time.subsec_nanos())
+            .unwrap_or_default();
+        let work = tempfile::Builder::new()
+            .prefix(&format!("forge-test-{nanos}-"))
+            .tempdir_in(&home)
+            .expect("work folder in the home folder");
+        let forge = work.path().join("forge");
+        fs::copy(env!("CARGO_BIN_EXE_forge"), &forge).expect("copy forge");
+        fs::set_permissions(&forge, fs::Permissions::from_mode(0o755)).expect("chmod forge");
+        make_busybox_rootfs(&work.path().join("busybox.tar"));
+        Some(UserWorkspace { work, nanos })
     }
 
-    // Everything the user touches lives in one folder of its home; the
-    // binary is copied there because the build folder may not be readable
-    // by other users.
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|time| time.subsec_nanos())
-        .unwrap_or_default();
-    let work = tempfile::Builder::new()
-        .prefix(&format!("forge-test-{nanos}-"))
-        .tempdir_in(&home)
-        .expect("work folder in the home folder");
-    let dir = work.path();
-    let forge = dir.join("forge");
-    fs::copy(env!("CARGO_BIN_EXE_forge"), &forge).expect("copy forge");
-    fs::set_permissions(&forge, fs::Permissions::from_mode(0o755)).expect("chmod forge");
+    fn dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    fn forge(&self) -> String {
+        self.dir().join("forge").display().to_string()
+    }
+}
+
+#[test]
+fn rootless_build_runs() {
+    let Some(workspace) = UserWorkspace::new("rootless_build_runs") else {
+        return;
+    };
+    let dir = workspace.dir();
+    let nanos = workspace.nanos;
     let rootfs = dir.join("busybox.tar");
-    make_busybox_rootfs(&rootfs);
     let context = dir.join("context");
     fs::create_dir_all(&context).expect("context");
     fs::write(dir.join("secret.txt"), "rootless-secret").expect("secret");
@@ -211,7 +237,7 @@ fn rootless_build_runs() {
     fs::create_dir_all(&tmp).expect("TMPDIR");
     chown(&tmp);
     let env = [("FORGE_ROOT", store.as_path()), ("TMPDIR", tmp.as_path())];
-    let forge = forge.display().to_string();
+    let forge = workspace.forge();
     let import = as_user(
         &[&forge, "import", &rootfs.display().to_string(), "busybox"],
         &env,
@@ -365,4 +391,98 @@ fn rootless_build_runs() {
         .expect("runc runs");
     assert_success(&run, "runc run");
     assert_eq!(text(&run.stdout), "rootless-ran\n");
+}
+
+#[test]
+fn rootless_import_keeps_owners() {
+    let Some(workspace) = UserWorkspace::new("rootless_import_keeps_owners") else {
+        return;
+    };
+    let dir = workspace.dir();
+
+    // The busybox tar with a folder of uid 1000 and a file of 1500:33
+    // appended.
+    let rootfs = dir.join("owned.tar");
+    fs::copy(dir.join("busybox.tar"), &rootfs).expect("copy the busybox tar");
+    let extra = dir.join("extra");
+    fs::create_dir_all(extra.join("app")).expect("extra/app");
+    fs::write(extra.join("app/f"), "owned\n").expect("extra/app/f");
+    fs::write(extra.join("web"), "web\n").expect("extra/web");
+    for (owner, group, path) in [("1000", "1000", "app"), ("1500", "33", "web")] {
+        let appended = Command::new("tar")
+            .args(["--numeric-owner", "--owner", owner, "--group", group, "-rf"])
+            .arg(&rootfs)
+            .arg("-C")
+            .arg(&extra)
+            .arg(path)
+            .output()
+            .expect("tar runs");
+        assert_success(&appended, "tar -r");
+    }
+    let context = dir.join("context");
+    fs::create_dir_all(&context).expect("context");
+    fs::write(
+        context.join("Dockerfile"),
+        "FROM owned\n\
+         RUN test \"$(stat -c %u:%g /app/f)\" = 1000:1000 && \
+         test \"$(stat -c %u:%g /web)\" = 1500:33 && \
+         test \"$(stat -c %u:%g /bin/busybox)\" = 0:0\n",
+    )
+    .expect("Dockerfile");
+    chown(dir);
+
+    let store = dir.join("store");
+    let tmp = dir.join("tmp");
+    fs::create_dir_all(&tmp).expect("TMPDIR");
+    chown(&tmp);
+    let env = [("FORGE_ROOT", store.as_path()), ("TMPDIR", tmp.as_path())];
+    let forge = workspace.forge();
+    let import = as_user(
+        &[&forge, "import", &rootfs.display().to_string(), "owned"],
+        &env,
+    );
+    assert_success(&import, "forge import");
+
+    // The layer records the owners of the tar, not the caller.
+    let layout = dir.join("layout");
+    let save = as_user(
+        &[
+            &forge,
+            "save",
+            "owned",
+            "--format",
+            "oci-dir",
+            "-o",
+            &layout.display().to_string(),
+        ],
+        &env,
+    );
+    assert_success(&save, "forge save");
+    let entries = layer_entries(&layout);
+    for (name, owner) in [
+        ("app/", "1000/1000"),
+        ("app/f", "1000/1000"),
+        ("web", "1500/33"),
+        ("bin/busybox", "0/0"),
+    ] {
+        let found = entries.iter().find(|entry| entry.name == name);
+        assert_eq!(
+            found.map(|entry| entry.owner.as_str()),
+            Some(owner),
+            "owner of `{name}` in the layer:\n{entries:#?}"
+        );
+    }
+
+    // RUN sees those owners in the imported layer's unpacked folder.
+    let build = as_user(
+        &[
+            &forge,
+            "build",
+            "--progress",
+            "plain",
+            &context.display().to_string(),
+        ],
+        &env,
+    );
+    assert_success(&build, "rootless build on the imported image");
 }

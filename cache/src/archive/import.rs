@@ -11,8 +11,11 @@
 //! extracted folder then becomes the layer's unpacked form, so a build on
 //! the imported image needs no extraction.
 //!
-//! NOTE: without root, extraction cannot keep owners or create device
-//! nodes, so a rootless import gives every file to the caller's uid.
+//! Without root, extraction cannot set owners or create device nodes. With
+//! [`RootlessOwners`] the owners are set from inside a user namespace, and
+//! the layer records the container ids they stand for. Without it every
+//! file belongs to the caller, so the layer records root. Device nodes are
+//! skipped either way.
 
 use std::fs;
 use std::io::{self, Read};
@@ -45,6 +48,17 @@ pub struct ImportOptions {
     pub platform: Platform,
     /// The comment of the history entry; `None` writes `Imported from tar`.
     pub comment: Option<String>,
+}
+
+/// The user namespace through which an import without root keeps the
+/// tar's owners. `set_owners` gives the extracted files their owners from
+/// inside the namespace, and the layer maps them back through `id_map`.
+pub struct RootlessOwners<'a> {
+    /// Sets the owners of the extracted folder, as
+    /// [`Store::ensure_unpacked_with_owners`] takes it.
+    pub set_owners: &'a crate::store::OwnerSetter<'a>,
+    /// The id map of that user namespace.
+    pub id_map: layer::IdMap,
 }
 
 /// The blobs that [`import_rootfs`] stored.
@@ -81,6 +95,21 @@ pub fn import_rootfs(
     reader: impl Read + Send,
     options: &ImportOptions,
 ) -> Result<ImportedImage> {
+    import_rootfs_with_owners(store, reader, options, None)
+}
+
+/// Imports like [`import_rootfs`]. Without root and with `owners`, the
+/// layer keeps the owners the tar records, as [`RootlessOwners`] describes.
+///
+/// # Errors
+/// As [`import_rootfs`]; a failure of [`RootlessOwners::set_owners`] is an
+/// [`ArchiveError::Import`].
+pub fn import_rootfs_with_owners(
+    store: &Store,
+    reader: impl Read + Send,
+    options: &ImportOptions,
+    owners: Option<RootlessOwners<'_>>,
+) -> Result<ImportedImage> {
     // Checked before the long part, so a bad change fails at once.
     let mut config_object = Map::new();
     apply_changes(&mut config_object, &options.changes)?;
@@ -91,7 +120,15 @@ pub fn import_rootfs(
     // and the image's creation time caps every mtime, so the same tar gives
     // the same layer whenever it is imported.
     let created_seconds = options.created.unwrap_or_else(now);
-    let result = write_rootfs_layer(store, reader, &work, options.compression, created_seconds);
+    let owners = owners.filter(|_| !rustix::process::geteuid().is_root());
+    let result = write_rootfs_layer(
+        store,
+        reader,
+        &work,
+        options.compression,
+        created_seconds,
+        owners,
+    );
     let layer = match result {
         Ok(layer) => layer,
         Err(error) => {
@@ -151,14 +188,33 @@ fn write_rootfs_layer(
     work: &std::path::Path,
     compression: Compression,
     created_seconds: i64,
+    owners: Option<RootlessOwners<'_>>,
 ) -> Result<LayerDescriptor> {
     let import_error = |source| ArchiveError::Import { source };
     let mut stream = layer::decompress(Box::new(reader)).map_err(import_error)?;
-    layer::extract(&mut stream, work, &ExtractOptions::for_current_user()).map_err(import_error)?;
+    let (_, recorded) =
+        layer::extract_recording_owners(&mut stream, work, &ExtractOptions::for_current_user())
+            .map_err(import_error)?;
     // Trailing bytes after the end-of-archive blocks are read, so that a
     // truncated compressed stream fails here and not silently.
     io::copy(&mut stream, &mut io::sink())
         .map_err(|source| import_error(layer::LayerError::Read { source }))?;
+
+    let id_map = match owners {
+        Some(owners) => {
+            (owners.set_owners)(work, &recorded).map_err(|source| {
+                import_error(layer::LayerError::Source {
+                    path: work.to_path_buf(),
+                    action: "set the owners that the tar records in",
+                    source: io::Error::other(source),
+                })
+            })?;
+            Some(owners.id_map)
+        }
+        // Without root and without a user namespace every extracted file
+        // belongs to the caller, so the layer records root for every file.
+        None => (!rustix::process::geteuid().is_root()).then(caller_as_root),
+    };
 
     // write_layer_threaded hashes what it writes, so the blob writer need not.
     let mut writer = store.blob_writer_hashed_by_caller()?;
@@ -167,10 +223,7 @@ fn write_rootfs_layer(
         level: None,
         source_date_epoch: Some(created_seconds),
         kind: DiffKind::Plain,
-        // NOTE: without root every extracted file belongs to the caller,
-        // so the layer records root for every file and the tar's other
-        // owners are lost.
-        id_map: (!rustix::process::geteuid().is_root()).then(caller_as_root),
+        id_map,
     };
     let layer = layer::write_layer_threaded(work, &options, &mut writer).map_err(import_error)?;
     writer

@@ -23,7 +23,9 @@ mod source;
 
 pub use config::{ConfigChange, Platform};
 pub use error::{ArchiveError, Result};
-pub use import::{ImportOptions, ImportedImage, import_rootfs};
+pub use import::{
+    ImportOptions, ImportedImage, RootlessOwners, import_rootfs, import_rootfs_with_owners,
+};
 pub use load::{LoadedImage, load};
 pub use save::{ArchiveFormat, save, save_to_writer};
 

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use forge_cache::archive::{ConfigChange, ImportOptions, Platform, import_rootfs};
+use forge_cache::archive::{
+    ConfigChange, ImportOptions, Platform, RootlessOwners, import_rootfs_with_owners,
+};
 use forge_parser::instructions::{CommandLine, Expandable, InstructionKind, KeyValue};
 
 use crate::Globals;
@@ -75,7 +77,17 @@ pub fn run(globals: &Globals, args: &ImportArgs) -> anyhow::Result<()> {
         })?;
         Box::new(file)
     };
-    let imported = import_rootfs(&store, reader, &options)?;
+    // Without root, the owners the tar records are set from inside the
+    // user namespace that RUN steps use, when subordinate ids exist.
+    let set_owners = |dir: &std::path::Path, owners: &[forge_cache::layer::RecordedOwner]| {
+        forge_builder::sandbox::set_layer_owners(dir, owners)
+            .map_err(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
+    };
+    let owners = forge_builder::sandbox::rootless_id_map().map(|id_map| RootlessOwners {
+        set_owners: &set_owners,
+        id_map,
+    });
+    let imported = import_rootfs_with_owners(&store, reader, &options, owners)?;
 
     let mut out = io::stdout().lock();
     writeln!(out, "{}", imported.image_id)?;
