@@ -347,3 +347,26 @@ fn prune_all_empties_cache_mounts() {
         "the cache starts empty"
     );
 }
+
+#[test]
+fn bind_mount_from_stage_merges_layers() {
+    let Some(workspace) = Workspace::new("bind_mount_from_stage_merges_layers") else {
+        return;
+    };
+    // Three layers add to /d, the second deletes a file of the first, and
+    // a stage on top of them adds another layer.
+    let dockerfile = "FROM busybox AS a\n\
+         RUN mkdir /d && echo one > /d/one && echo gone > /d/gone\n\
+         RUN echo two > /d/two && rm /d/gone\n\
+         FROM a AS b\n\
+         RUN echo three > /d/three\n\
+         FROM busybox\n\
+         RUN --mount=from=b,target=/m ls /m/d > /ro && cat /m/d/one /m/d/two /m/d/three > /ro-content\n\
+         RUN --mount=from=b,source=/d,target=/m,rw echo four > /m/four && ls /m > /rw\n\
+         RUN --mount=from=b,target=/m ls /m/d > /after\n";
+    succeeded(&workspace.build(dockerfile, "out", &[]));
+    assert_eq!(workspace.read("out", "ro"), "one\nthree\ntwo\n");
+    assert_eq!(workspace.read("out", "ro-content"), "one\ntwo\nthree\n");
+    assert_eq!(workspace.read("out", "rw"), "four\none\nthree\ntwo\n");
+    assert_eq!(workspace.read("out", "after"), "one\nthree\ntwo\n", "writes are discarded");
+}

@@ -1061,7 +1061,7 @@ fn resolve_mounts(
             .map(|target| join_workdir(&workdir, target));
 
         let kind = match mount.kind {
-            MountType::Bind => {
+            MountType::Bind => 'bind: {
                 let source_path = clean_path(mount.source.as_deref().unwrap_or("/"));
                 let source = match &mount.from {
                     None => {
@@ -1092,10 +1092,20 @@ fn resolve_mounts(
                     Some(from) => {
                         let (state, key) = source_image(build, run, instruction, from, done, step)?;
                         described.push(format!("bind {key}:{source_path}"));
-                        // NOTE: a directory is bound from the top layer
-                        // that contains it, so content that lower layers
-                        // add to the same directory is not visible.
                         let view = root_view(build, &state)?;
+                        // A directory that several layers add to is their
+                        // overlay, so the command sees all of it.
+                        let layers = view.directory_layers(&source_path).map_err(|io_error| {
+                            error(format!(
+                                "cannot look up mount source `{source_path}` in `{from}`: {io_error}"
+                            ))
+                        })?;
+                        if let Some(sources) = layers.filter(|sources| sources.len() > 1) {
+                            break 'bind RunMountKind::Layers {
+                                sources,
+                                read_write: !mount.read_only,
+                            };
+                        }
                         match view.lstat(&source_path) {
                             Ok(Some((host, _))) => host,
                             Ok(None) => {

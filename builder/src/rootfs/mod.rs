@@ -106,6 +106,42 @@ impl RootView {
         }
     }
 
+    /// Returns the host folders of the directory `path` in every layer that
+    /// shows part of it, the top layer first. The list ends at the first
+    /// layer that hides lower content with an opaque directory, a whiteout
+    /// or a non-directory on the way. Symlinks on the way, including the
+    /// last one, are followed inside the image root. `None` when `path` is
+    /// missing or not a directory.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error from a layer folder.
+    pub fn directory_layers(&self, path: &str) -> io::Result<Option<Vec<PathBuf>>> {
+        let components = match resolve(self, path, true).map_err(ResolveError::into_io)? {
+            Resolved::Found {
+                components,
+                metadata,
+                ..
+            } if metadata.is_dir() => components,
+            _ => return Ok(None),
+        };
+        let mut folders = Vec::new();
+        for layer in &self.layers {
+            let directory = match probe(layer, &components)? {
+                Probe::Absent => continue,
+                Probe::Hidden => break,
+                Probe::Found(host, metadata) if metadata.is_dir() => host,
+                Probe::Found(..) => break,
+            };
+            let opaque = is_opaque(&directory);
+            folders.push(directory);
+            if opaque {
+                break;
+            }
+        }
+        Ok(Some(folders))
+    }
+
     /// Lists a directory of the image, merged over all layers and sorted by
     /// name. Symlinks on the way, including the last one, are followed
     /// inside the image root. A missing directory lists as empty.

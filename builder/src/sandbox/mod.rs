@@ -207,6 +207,17 @@ pub enum RunMountKind {
         /// Whether the command may write (to a discarded copy).
         read_write: bool,
     },
+    /// A folder of a stage or image whose content several layers add to:
+    /// the layers' host folders merged by an overlay, the top layer first.
+    /// With `read_write` the command may write below the target, and the
+    /// writes are discarded.
+    Layers {
+        /// Host folders of the same image folder in each layer that shows
+        /// it, the top layer first; at least two.
+        sources: Vec<PathBuf>,
+        /// Whether the command may write (to a discarded upper folder).
+        read_write: bool,
+    },
     /// A persistent host folder kept between builds. The sandbox creates it
     /// when missing and sets its owner and mode when it creates it.
     Cache {

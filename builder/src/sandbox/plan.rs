@@ -90,9 +90,13 @@ pub(crate) struct PlannedMount {
 pub(crate) enum PlannedSource {
     /// A bind mount of a host path.
     Bind { source: PathBuf, read_only: bool },
-    /// A host folder seen through an overlay whose upper folder is on the
-    /// private tmpfs, so writes are discarded with the sandbox.
-    DiscardWrites { source: PathBuf },
+    /// Host folders merged by an overlay (the first one on top) whose upper
+    /// folder is on the private tmpfs, so writes are discarded with the
+    /// sandbox.
+    DiscardWrites { sources: Vec<PathBuf> },
+    /// Two or more host folders merged read-only by an overlay without an
+    /// upper folder, the first one on top.
+    Merged { sources: Vec<PathBuf> },
     /// A fresh tmpfs.
     Tmpfs { size: Option<u64> },
     /// A file on the private tmpfs, bound read-only.
@@ -110,9 +114,10 @@ impl std::fmt::Debug for PlannedSource {
             PlannedSource::Bind { source, read_only } => {
                 write!(f, "Bind({}, read_only={read_only})", source.display())
             }
-            PlannedSource::DiscardWrites { source } => {
-                write!(f, "DiscardWrites({})", source.display())
+            PlannedSource::DiscardWrites { sources } => {
+                write!(f, "DiscardWrites({sources:?})")
             }
+            PlannedSource::Merged { sources } => write!(f, "Merged({sources:?})"),
             PlannedSource::Tmpfs { size } => write!(f, "Tmpfs({size:?})"),
             PlannedSource::Secret { data, .. } => write!(f, "Secret(<{} bytes>)", data.len()),
         }
@@ -642,7 +647,7 @@ fn push_run_mounts(steps: &mut Vec<Step>, layout: &Layout) -> Result<(), NulInPa
                     steps.push(Step::RemountNoDevices { target });
                 }
             }
-            PlannedSource::DiscardWrites { source } => {
+            PlannedSource::DiscardWrites { sources } => {
                 let folder = layout.scratch.join(format!("bind-{index}"));
                 let upper = folder.join("upper");
                 let work = folder.join("work");
@@ -652,13 +657,27 @@ fn push_run_mounts(steps: &mut Vec<Step>, layout: &Layout) -> Result<(), NulInPa
                         mode: 0o755,
                     });
                 }
-                let options =
-                    overlay_options(std::slice::from_ref(source), &upper, &work, layout.rootless);
+                let options = overlay_options(sources, &upper, &work, layout.rootless);
                 steps.push(Step::Mount {
                     source: Some(c"overlay".to_owned()),
                     target,
                     fstype: Some(c"overlay".to_owned()),
                     flags: libc::MS_NODEV,
+                    data: Some(c_text(&options)?),
+                });
+            }
+            PlannedSource::Merged { sources } => {
+                let lowerdir: Vec<String> =
+                    sources.iter().map(|path| overlay_escape(path)).collect();
+                let mut options = format!("lowerdir={}", lowerdir.join(":"));
+                if layout.rootless {
+                    options.push_str(",userxattr");
+                }
+                steps.push(Step::Mount {
+                    source: Some(c"overlay".to_owned()),
+                    target,
+                    fstype: Some(c"overlay".to_owned()),
+                    flags: libc::MS_RDONLY | libc::MS_NODEV,
                     data: Some(c_text(&options)?),
                 });
             }
@@ -970,7 +989,7 @@ mod tests {
             PlannedMount {
                 target: "/rw".into(),
                 source: PlannedSource::DiscardWrites {
-                    source: "/ctx2".into(),
+                    sources: vec!["/ctx2".into()],
                 },
             },
             PlannedMount {

@@ -254,7 +254,7 @@ pub(crate) fn resolve_mount(
                     read_only: true,
                 },
                 (true, PointKind::Dir) => PlannedSource::DiscardWrites {
-                    source: source.clone(),
+                    sources: vec![source.clone()],
                 },
                 (true, PointKind::File) => {
                     let copy = copies.join(format!("bind-{index}"));
@@ -266,6 +266,24 @@ pub(crate) fn resolve_mount(
                 }
             };
             (planned, kind, None)
+        }
+        RunMountKind::Layers {
+            sources,
+            read_write,
+        } => {
+            for source in sources {
+                fs::metadata(source).map_err(|e| prepare("read bind source", source, e))?;
+            }
+            let planned = if *read_write {
+                PlannedSource::DiscardWrites {
+                    sources: sources.clone(),
+                }
+            } else {
+                PlannedSource::Merged {
+                    sources: sources.clone(),
+                }
+            };
+            (planned, PointKind::Dir, None)
         }
         RunMountKind::Cache {
             source,
