@@ -227,9 +227,34 @@ fn rootless_build_runs() {
          RUN touch /home/app/by-app && test \"$(id -u)\" = 1500\n\
          USER root\n\
          RUN rm /lower.txt && rm -r /lowerdir /data && mkdir /data && touch /data/new\n\
+         COPY f.txt /plain.txt\n\
+         COPY --chown=1000:1000 --chmod=4755 f.txt /copied/owned.txt\n\
+         ADD owned.tar /unpacked/\n\
+         RUN test \"$(stat -c %u:%g:%a /copied/owned.txt)\" = 1000:1000:4755 && \
+         test \"$(stat -c %u:%g /unpacked/inner.txt)\" = 1500:1500\n\
          CMD [\"cat\", \"/r.txt\"]\n",
     )
     .expect("Dockerfile");
+    fs::write(context.join("f.txt"), "copied\n").expect("f.txt");
+    let extra = dir.join("extra");
+    fs::create_dir_all(&extra).expect("extra");
+    fs::write(extra.join("inner.txt"), "inner\n").expect("inner.txt");
+    let packed = Command::new("tar")
+        .args([
+            "--numeric-owner",
+            "--owner",
+            "1500",
+            "--group",
+            "1500",
+            "-cf",
+        ])
+        .arg(context.join("owned.tar"))
+        .arg("-C")
+        .arg(&extra)
+        .arg("inner.txt")
+        .output()
+        .expect("tar runs");
+    assert_success(&packed, "tar -c");
     chown(dir);
 
     let store = dir.join("store");
@@ -263,6 +288,18 @@ fn rootless_build_runs() {
     // The store belongs to the user, not to root.
     let store_owner = fs::metadata(&store).expect("store").uid();
     assert_ne!(store_owner, 0, "the store belongs to root");
+
+    // The RUN steps left no work folder behind, and the user can check and
+    // prune the store.
+    let leftovers: Vec<_> = fs::read_dir(store.join("forge/tmp"))
+        .expect("forge/tmp")
+        .collect();
+    assert!(leftovers.is_empty(), "left in forge/tmp: {leftovers:?}");
+    assert_success(
+        &as_user(&[&forge, "store", "check"], &env),
+        "forge store check",
+    );
+    assert_success(&as_user(&[&forge, "prune"], &env), "forge prune");
 
     let layout = dir.join("layout");
     let save = as_user(
@@ -303,6 +340,9 @@ fn rootless_build_runs() {
         ("etc/passwd", "0/0"),
         ("data/", "0/0"),
         ("data/new", "0/0"),
+        ("plain.txt", "0/0"),
+        ("copied/owned.txt", "1000/1000"),
+        ("unpacked/inner.txt", "1500/1500"),
     ] {
         let found = entries.iter().rev().find(|entry| entry.name == name);
         assert_eq!(

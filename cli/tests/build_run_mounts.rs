@@ -368,5 +368,9 @@ fn bind_mount_from_stage_merges_layers() {
     assert_eq!(workspace.read("out", "ro"), "one\nthree\ntwo\n");
     assert_eq!(workspace.read("out", "ro-content"), "one\ntwo\nthree\n");
     assert_eq!(workspace.read("out", "rw"), "four\none\nthree\ntwo\n");
-    assert_eq!(workspace.read("out", "after"), "one\nthree\ntwo\n", "writes are discarded");
+    assert_eq!(
+        workspace.read("out", "after"),
+        "one\nthree\ntwo\n",
+        "writes are discarded"
+    );
 }

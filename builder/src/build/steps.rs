@@ -954,7 +954,7 @@ fn is_empty_dir(dir: &Path) -> Result<bool> {
 }
 
 fn remove_quietly(dir: &Path) {
-    if let Err(error) = fs::remove_dir_all(dir)
+    if let Err(error) = forge_cache::store::remove_tree(dir)
         && error.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(path = %dir.display(), %error, "cannot remove a work folder");

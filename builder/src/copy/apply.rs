@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use forge_cache::layer::{ExtractOptions, extract};
+use forge_cache::layer::{ExtractOptions, RecordedOwner, extract_recording_owners};
 use rustix::fs::{AtFlags, CWD, Timespec, Timestamps};
 
 use super::archive::decompressed;
@@ -17,9 +17,18 @@ use super::{Content, CopyError, CopyPlan, CopyStats, Entry, Kind, xattr};
 use crate::rootfs::join_absolute;
 
 /// Writes `plan` into `upper`.
+///
+/// Without root, a process may give files only its own uid, which the
+/// layer records as root. Other owners are set afterwards from inside the
+/// RUN sandbox's user namespace, where container ids are valid.
 pub(super) fn write(plan: &CopyPlan, upper: &Path) -> Result<CopyStats, CopyError> {
     let mut stats = CopyStats::default();
     let mut directories: Vec<(PathBuf, &Entry)> = Vec::new();
+    let mut owners = Owners {
+        rootless: crate::sandbox::rootless_id_map().is_some(),
+        upper,
+        later: Vec::new(),
+    };
 
     for (components, entry) in &plan.entries {
         let mut host = upper.to_path_buf();
@@ -41,7 +50,9 @@ pub(super) fn write(plan: &CopyPlan, upper: &Path) -> Result<CopyStats, CopyErro
             Kind::File { content, size, .. } => {
                 remove_existing(&host).map_err(io_error("replace"))?;
                 write_file(&host, content).map_err(io_error("write"))?;
-                set_metadata(&host, entry).map_err(io_error("set the metadata of"))?;
+                owners
+                    .set_metadata(&host, entry)
+                    .map_err(io_error("set the metadata of"))?;
                 stats.files += 1;
                 stats.bytes += size;
             }
@@ -49,7 +60,9 @@ pub(super) fn write(plan: &CopyPlan, upper: &Path) -> Result<CopyStats, CopyErro
                 remove_existing(&host).map_err(io_error("replace"))?;
                 std::os::unix::fs::symlink(target, &host)
                     .map_err(io_error("create the symlink"))?;
-                set_metadata(&host, entry).map_err(io_error("set the metadata of"))?;
+                owners
+                    .set_metadata(&host, entry)
+                    .map_err(io_error("set the metadata of"))?;
                 stats.symlinks += 1;
             }
             Kind::HardLink { target } => {
@@ -88,21 +101,67 @@ pub(super) fn write(plan: &CopyPlan, upper: &Path) -> Result<CopyStats, CopyErro
         // NOTE: unpacked entries keep the owners the archive records, and
         // `--chown`/`--chmod` do not apply to them. `.wh.` entries of the
         // archive are applied as layer whiteouts inside the destination.
-        let summary =
-            extract(stream, &host, &ExtractOptions::for_current_user()).map_err(unpack_error)?;
+        let (summary, recorded) =
+            extract_recording_owners(stream, &host, &ExtractOptions::for_current_user())
+                .map_err(unpack_error)?;
         stats.unpacked += summary.entries;
+        if owners.rootless {
+            let prefix = host.strip_prefix(upper).unwrap_or(Path::new(""));
+            owners
+                .later
+                .extend(recorded.into_iter().map(|owner| RecordedOwner {
+                    path: prefix.join(&owner.path),
+                    ..owner
+                }));
+        }
     }
 
     // Directory metadata goes last, deepest first, so writing children
     // does not change a parent's mtime afterwards.
     for (host, entry) in directories.iter().rev() {
-        set_metadata(host, entry).map_err(|source| CopyError::Io {
-            path: host.display().to_string(),
-            action: "set the metadata of",
+        owners
+            .set_metadata(host, entry)
+            .map_err(|source| CopyError::Io {
+                path: host.display().to_string(),
+                action: "set the metadata of",
+                source,
+            })?;
+    }
+    if !owners.later.is_empty() {
+        crate::sandbox::set_layer_owners(upper, &owners.later).map_err(|source| CopyError::Io {
+            path: "/".to_string(),
+            action: "set the owners (in the user namespace) of the files below",
             source,
         })?;
     }
     Ok(stats)
+}
+
+/// Sets metadata, and without root keeps the owners to set later.
+struct Owners<'a> {
+    rootless: bool,
+    upper: &'a Path,
+    /// Owners other than root, set from inside the user namespace.
+    later: Vec<RecordedOwner>,
+}
+
+impl Owners<'_> {
+    fn set_metadata(&mut self, host: &Path, entry: &Entry) -> io::Result<()> {
+        if !self.rootless {
+            return set_metadata(host, entry, true);
+        }
+        set_metadata(host, entry, false)?;
+        if (entry.uid, entry.gid) != (0, 0) {
+            self.later.push(RecordedOwner {
+                path: host.strip_prefix(self.upper).unwrap_or(host).to_path_buf(),
+                uid: entry.uid,
+                gid: entry.gid,
+                mode: entry.mode,
+                symlink: matches!(entry.kind, Kind::Symlink { .. }),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Makes `host` a real directory, replacing a file or symlink there.
@@ -161,8 +220,10 @@ fn write_file(host: &Path, content: &Content) -> io::Result<()> {
 /// Sets owner, then mode (a chown clears setuid bits), then extended
 /// attributes (a chown also clears `security.capability`), then mtime,
 /// never following a symlink.
-fn set_metadata(host: &Path, entry: &Entry) -> io::Result<()> {
-    std::os::unix::fs::lchown(host, Some(entry.uid), Some(entry.gid))?;
+fn set_metadata(host: &Path, entry: &Entry, owner: bool) -> io::Result<()> {
+    if owner {
+        std::os::unix::fs::lchown(host, Some(entry.uid), Some(entry.gid))?;
+    }
     if !matches!(entry.kind, Kind::Symlink { .. }) {
         std::fs::set_permissions(host, std::fs::Permissions::from_mode(entry.mode))?;
     }

@@ -193,7 +193,7 @@ pub fn remove(
     }
     cgroup::remove(&state.cgroups);
     let dir = containers.dir(&state.id);
-    match fs::remove_dir_all(&dir) {
+    match forge_cache::store::remove_tree(&dir) {
         Ok(()) => Ok(state),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(state),
         Err(source) => Err(RunnerError::io("remove", &dir, source)),

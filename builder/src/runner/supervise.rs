@@ -66,7 +66,7 @@ pub fn supervise(store_root: &Path, id: &str, attach: Attach) -> Result<i32, Run
     }
     if state.auto_remove {
         let dir = containers.dir(id);
-        if let Err(error) = fs::remove_dir_all(&dir) {
+        if let Err(error) = forge_cache::store::remove_tree(&dir) {
             tracing::warn!(path = %dir.display(), %error, "failed to remove the container");
         }
     } else {

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -354,7 +355,7 @@ pub(crate) fn remove_any(path: &Path) -> Result<bool> {
         .map(|metadata| metadata.is_dir())
         .unwrap_or(false);
     let result = if is_dir {
-        fs::remove_dir_all(path)
+        remove_tree(path)
     } else {
         fs::remove_file(path)
     };
@@ -374,4 +375,41 @@ pub(crate) fn is_sha256_hex(name: &str) -> bool {
         && name
             .bytes()
             .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Removes the folder `path` with everything below it. A folder without
+/// write or search permission for its owner, such as the `work` folder
+/// that overlayfs leaves with mode 000 in a user namespace, gets them
+/// first when the caller owns it.
+///
+/// # Errors
+/// The error of the removal when the tree cannot be removed even so.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+            open_folders(path);
+            fs::remove_dir_all(path)
+        }
+        result => result,
+    }
+}
+
+/// Gives the owner read, write and search permission on every folder
+/// below `path` that lacks them, as far as the owner may change them.
+fn open_folders(path: &Path) {
+    let Ok(metadata) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if !metadata.is_dir() {
+        return;
+    }
+    let mode = metadata.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o700));
+    }
+    if let Ok(listing) = fs::read_dir(path) {
+        for item in listing.flatten() {
+            open_folders(&item.path());
+        }
+    }
 }

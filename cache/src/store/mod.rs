@@ -48,7 +48,7 @@ mod unpacked;
 use std::path::{Path, PathBuf};
 
 pub use blobs::{BlobInfo, BlobReader, BlobWriter, parse_digest};
-pub use check::{CheckProblem, CheckReport, ProblemKind};
+pub use check::{CheckProblem, CheckReport, ProblemKind, remove_tree};
 pub use error::{Result, StoreError};
 pub use lock::StoreLease;
 pub use names::{
