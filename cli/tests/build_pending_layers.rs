@@ -250,3 +250,54 @@ fn lost_unpacked_layer_reruns_step() {
     let (clean, checked) = check_store(&fixture);
     assert!(clean && checked.contains(": 0 problems"), "{checked}");
 }
+
+#[test]
+fn damaged_pending_folder_is_replaced() {
+    let Some(fixture) = setup("damaged_pending_folder_is_replaced") else {
+        return;
+    };
+    let store = fixture.path("store");
+    build(&fixture, &["-t", "app"], &fixture.path("first"));
+    let pending = pending_entries(&store);
+    assert_eq!(pending.len(), 2, "{pending:?}");
+
+    // A file added to both pending folders changes their diff ids, so the
+    // builds that need their blobs run the steps again and later steps do
+    // not see the file.
+    for (_, diff_id) in &pending {
+        let hex = diff_id.strip_prefix("sha256:").expect("sha256 diff id");
+        fs::write(store.join("forge/unpacked").join(hex).join("tampered"), "x").expect("tamper");
+    }
+    let log = build(
+        &fixture,
+        &["--target", "builder", "-t", "builder"],
+        &fixture.path("builder"),
+    );
+    assert!(log.contains("the cached layer cannot be used"), "{log}");
+    assert!(!fixture.path("builder/tampered").exists());
+
+    let context = fixture.path("context");
+    fs::write(
+        context.join("Dockerfile.check"),
+        "FROM builder\nRUN test ! -e /tampered && test -s /random\n",
+    )
+    .expect("Dockerfile.check");
+    succeeded(
+        &fixture.forge(
+            "store",
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "-f",
+                context
+                    .join("Dockerfile.check")
+                    .to_str()
+                    .expect("UTF-8 path"),
+                context.to_str().expect("UTF-8 path"),
+            ],
+        ),
+    );
+    let (clean, checked) = check_store(&fixture);
+    assert!(clean && checked.contains(": 0 problems"), "{checked}");
+}

@@ -933,6 +933,12 @@ pub(super) fn write_pending_blob(
     })?;
     let written = write_blob(build, instruction, &dir, *pending)?;
     if written.diff_id != layer.diff_id {
+        // The folder changed since the step wrote it, so lower folders of
+        // later steps must not come from it: the step runs again and puts
+        // a fresh folder in its place.
+        if let Err(error) = store.remove_unpacked(&layer.diff_id) {
+            tracing::warn!(%error, diff_id = %layer.diff_id, "cannot remove a damaged unpacked layer");
+        }
         return Err(build.step_error(
             instruction,
             format!(

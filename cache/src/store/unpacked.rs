@@ -135,6 +135,31 @@ impl Store {
         Ok(target)
     }
 
+    /// Removes the unpacked folder of `diff_id`, which a caller found
+    /// damaged, so that the next extraction or adoption puts a fresh one in
+    /// place. The folder first moves under `forge/tmp/`, so it leaves
+    /// `forge/unpacked/` at once even when deleting it fails.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the folder cannot be moved.
+    pub fn remove_unpacked(&self, diff_id: &Digest) -> Result<()> {
+        let hex = sha256_hex(diff_id)?.to_string();
+        let target = self.unpacked_root().join(&hex);
+        let _store_lock = self.lock_store(LockMode::Shared)?;
+        let _layer_lock = FileLock::acquire(&self.unpack_lock_path(&hex), LockMode::Exclusive)?;
+        if !target.is_dir() {
+            return Ok(());
+        }
+        let temp = self.create_temp_dir("damaged")?;
+        let moved = temp.join(&hex);
+        fs::rename(&target, &moved)
+            .map_err(|source| StoreError::io("move aside", &target, source))?;
+        if let Err(error) = super::remove_tree(&temp) {
+            tracing::warn!(path = %temp.display(), %error, "cannot remove a damaged unpacked layer; prune removes it");
+        }
+        Ok(())
+    }
+
     /// Creates an empty folder under `forge/tmp/` on the store's file
     /// system. `prune` and `check --repair` remove it unless the caller
     /// keeps a [`super::StoreLease`] or moves it away first.
