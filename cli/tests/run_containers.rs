@@ -1177,3 +1177,25 @@ fn tty_zero_size_like_outer() {
     assert_eq!(lines.get(1).copied(), Some("4 9"), "{stdout}");
     workspace.finish();
 }
+
+#[test]
+fn piped_input_with_tty_is_rejected() {
+    let Some(workspace) = Workspace::new("piped_input_with_tty_is_rejected") else {
+        return;
+    };
+    // Standard input is /dev/null, not a terminal: -i -t stops before a
+    // container exists, while -t alone and -i alone still run.
+    let refused = workspace.forge(&["run", "--rm", "-i", "-t", "busybox", "cat"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("the input device is not a terminal"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let left: Vec<_> = fs::read_dir(workspace.containers_dir())
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    workspace.run_ok(&["--rm", "-i", "busybox", "cat"]);
+    workspace.finish();
+}

@@ -6,7 +6,7 @@
 //! itself fails, the exit code is 125; 126 means the command could not be
 //! executed and 127 that it was not found, as with docker.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -213,6 +213,13 @@ fn duplicate(fd: impl AsFd) -> io::Result<OwnedFd> {
 }
 
 fn start(globals: &Globals, args: &RunArgs) -> anyhow::Result<i32> {
+    // A terminal echoes piped input and never sends its end, so the
+    // command would wait for more input forever, as docker also refuses.
+    if args.interactive && args.tty && !args.detach && !io::stdin().is_terminal() {
+        anyhow::bail!(
+            "the input device is not a terminal; drop -t to pipe input into the command, or run forge from a terminal"
+        );
+    }
     let store = globals.open_store()?;
     let options = options(args)?;
     let state = runner::create(&store, &options)?;
