@@ -127,8 +127,12 @@ docker_cli() { DOCKER_HOST=unix://$DOCKER_SOCK "$DOCKER_CLI" "$@"; }
 buildah_cli() {
   local name=$1
   shift
-  buildah --root "$STATE/buildah/$name/root" --runroot "$STATE/buildah/$name/run" \
-    --storage-driver overlay "$@"
+  # buildah keeps the folders of RUN --mount=type=cache under TMPDIR
+  # (/var/tmp by default), so each store gets its own, which
+  # buildah_reset removes with the store.
+  mkdir -p "$STATE/buildah/$name/tmp"
+  TMPDIR=$STATE/buildah/$name/tmp buildah --root "$STATE/buildah/$name/root" \
+    --runroot "$STATE/buildah/$name/run" --storage-driver overlay "$@"
 }
 
 # Removes a buildah store, unmounting what a failed build left mounted.

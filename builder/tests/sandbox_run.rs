@@ -109,6 +109,7 @@ fn case(argv: &[&str]) -> Case {
         network: Network::Default,
         hostname: "forge-test".into(),
         mounts: Vec::new(),
+        volatile_upper: false,
     };
     Case { _dir: dir, spec }
 }
@@ -716,6 +717,7 @@ fn rootless_helper() {
         network: Network::None,
         hostname: "rootless".into(),
         mounts: Vec::new(),
+        volatile_upper: false,
     };
     let mut sink = Collect::default();
     match run(&spec, &mut sink) {

@@ -98,6 +98,7 @@ fn sh(script: &str) -> Case {
         network: Network::None,
         hostname: "forge-test".into(),
         mounts: Vec::new(),
+        volatile_upper: false,
     };
     Case { _dir: dir, spec }
 }

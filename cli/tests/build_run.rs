@@ -784,3 +784,34 @@ fn init_cmdline_hides_store() {
     assert!(!init.contains(&root), "{init}");
     assert!(!init.contains(env!("CARGO_BIN_EXE_forge")), "{init}");
 }
+
+#[test]
+fn run_upper_is_volatile_and_kept() {
+    let Some(workspace) = Workspace::new("run_upper_is_volatile_and_kept") else {
+        return;
+    };
+    // fsync in a RUN returns at once on a volatile overlay (Linux 5.10 and
+    // later); the step's file still reaches its layer.
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("kernel release");
+    let mut numbers = release
+        .trim()
+        .split(['.', '-'])
+        .map(|part| part.parse::<u32>());
+    let volatile = matches!(
+        (numbers.next(), numbers.next()),
+        (Some(Ok(major)), Some(Ok(minor))) if (major, minor) >= (5, 10)
+    );
+    workspace.write(
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN echo kept > /kept && sync && echo \"root: $(grep ' / ' /proc/self/mounts)\"\n\
+         RUN test \"$(cat /kept)\" = kept\n",
+    );
+    let stderr = succeeded(&workspace.build(&[]));
+    let root = stderr
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("root: "))
+        .expect("the step printed its root mount");
+    assert!(root.starts_with("overlay / overlay"), "{root}");
+    assert_eq!(root.contains("volatile"), volatile, "{root}");
+}

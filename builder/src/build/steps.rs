@@ -474,6 +474,9 @@ fn prepare_run(
             network,
             hostname: "buildkitsandbox".to_string(),
             mounts,
+            // The step's writes are synced once when it ends, so fsync
+            // calls of the command need not wait for the disk.
+            volatile_upper: true,
         }),
         security,
         seeds,
@@ -609,6 +612,9 @@ pub(super) fn execute(
                     ),
                 ));
             }
+            if copy_root.is_none() {
+                sync_upper(&upper)?;
+            }
             if let Some((root, copied)) = &copy_root {
                 let diff = snapshotter::write_diff(&spec.lowers, root, copied, &upper);
                 remove_quietly(root);
@@ -632,6 +638,22 @@ pub(super) fn execute(
             snapshot(build, run.index, instruction, &upper, DiffKind::Overlay).map(Some)
         }
     }
+}
+
+/// Syncs the file system of a RUN step's upper folder. The overlay was
+/// mounted `volatile`, so the command's writes reach the disk here, once,
+/// before the step is recorded.
+fn sync_upper(upper: &Path) -> Result<()> {
+    let synced = fs::File::open(upper)
+        .and_then(|folder| rustix::fs::syncfs(&folder).map_err(std::io::Error::from));
+    synced.map_err(|source| {
+        remove_quietly(upper);
+        BuildError::Io {
+            action: "sync the changes of the step in",
+            path: upper.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// Switches the build's RUN steps to the copy snapshotter and warns once.

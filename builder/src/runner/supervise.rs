@@ -126,6 +126,8 @@ fn spec(containers: &Containers, state: &ContainerState) -> Result<RunSpec, Runn
         },
         hostname: state.hostname.clone(),
         mounts: mounts(state)?,
+        // A container keeps its writes, so the overlay syncs them.
+        volatile_upper: false,
     })
 }
 

@@ -240,6 +240,7 @@ pub(super) fn prepare(spec: &RunSpec, console: bool) -> Result<Prepared, Sandbox
         workdir: workdir.clone(),
         workdir_owner: (exec_user.uid, exec_user.gid),
         console,
+        volatile: spec.volatile_upper && overlay_volatile_supported(),
     };
     let steps = plan::build(&layout).map_err(|error| SandboxError::InvalidSpec {
         command: command.clone(),
@@ -832,9 +833,38 @@ pub(super) fn map_ids(pid: libc::pid_t, subordinate: Option<Subordinate>) -> io:
     Ok(())
 }
 
+/// Returns whether the running kernel's overlayfs has the `volatile` mount
+/// option, which Linux 5.10 added.
+fn overlay_volatile_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        kernel_at_least(&release, (5, 10))
+    })
+}
+
+/// Compares a kernel release such as `6.1.0-13-amd64` with `minimum`.
+fn kernel_at_least(release: &str, minimum: (u32, u32)) -> bool {
+    let mut parts = release.trim().split(['.', '-']);
+    let number = |part: Option<&str>| part.and_then(|text| text.parse::<u32>().ok());
+    match (number(parts.next()), number(parts.next())) {
+        (Some(major), Some(minor)) => (major, minor) >= minimum,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_release_compares() {
+        assert!(kernel_at_least("6.18.44", (5, 10)));
+        assert!(kernel_at_least("5.10.0-28-amd64", (5, 10)));
+        assert!(!kernel_at_least("5.4.0-150-generic", (5, 10)));
+        assert!(!kernel_at_least("4.19.0", (5, 10)));
+        assert!(!kernel_at_least("unknown", (5, 10)));
+    }
 
     #[test]
     fn tail_keeps_last_lines() {

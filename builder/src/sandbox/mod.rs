@@ -182,6 +182,12 @@ pub struct RunSpec {
     pub hostname: String,
     /// Resolved `RUN --mount` entries, mounted in order.
     pub mounts: Vec<RunMount>,
+    /// Whether the overlay skips syncing `upper`: the command's `fsync`
+    /// calls return at once, and the overlay does not sync when it is
+    /// unmounted. The caller then syncs the file system of `upper` itself
+    /// once the command has ended, as build steps do. Ignored where the
+    /// kernel lacks overlayfs' `volatile` option (before Linux 5.10).
+    pub volatile_upper: bool,
 }
 
 /// One resolved `RUN --mount`.

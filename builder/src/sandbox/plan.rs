@@ -74,6 +74,9 @@ pub(crate) struct Layout {
     /// Whether `/dev/console` gets an empty file as the mount point of the
     /// terminal that the init creates for `forge run -t`.
     pub(crate) console: bool,
+    /// Whether the root overlay is mounted with `volatile`, which turns
+    /// fsync calls into no-ops and skips the sync at unmount.
+    pub(crate) volatile: bool,
 }
 
 /// A `RUN --mount` entry ready to mount.
@@ -416,6 +419,15 @@ pub(crate) fn overlay_options(
     options
 }
 
+/// Returns the mount options of the root overlay of `layout`.
+fn root_overlay_options(layout: &Layout) -> String {
+    let mut options = overlay_options(&layout.lowers, &layout.upper, &layout.work, layout.rootless);
+    if layout.volatile {
+        options.push_str(",volatile");
+    }
+    options
+}
+
 /// Builds the plan for `layout`.
 ///
 /// # Errors
@@ -454,12 +466,7 @@ pub(crate) fn build(layout: &Layout) -> Result<Vec<Step>, NulInPath> {
             target: c_path(root)?,
             fstype: Some(c"overlay".to_owned()),
             flags: libc::MS_NODEV,
-            data: Some(c_text(&overlay_options(
-                &layout.lowers,
-                &layout.upper,
-                &layout.work,
-                layout.rootless,
-            ))?),
+            data: Some(c_text(&root_overlay_options(layout))?),
         });
     }
 
@@ -738,6 +745,7 @@ mod tests {
             workdir: "/app/src".to_string(),
             workdir_owner: (1000, 100),
             console: false,
+            volatile: false,
         }
     }
 
@@ -747,6 +755,19 @@ mod tests {
             .filter(|c| c.starts_with("mount "))
             .cloned()
             .collect()
+    }
+
+    #[test]
+    fn plan_volatile_root_overlay() {
+        let mut volatile = layout(Vec::new(), true);
+        volatile.volatile = true;
+        let steps = build(&volatile).unwrap();
+        let sys = RecordingSyscall::default();
+        apply(&steps, &sys).unwrap();
+        assert!(sys.calls().contains(
+            &"mount overlay /s/root overlay nodev lowerdir=/s/mp:/l/a\\:b,upperdir=/u,workdir=/w,userxattr,volatile"
+                .to_string()
+        ));
     }
 
     #[test]
