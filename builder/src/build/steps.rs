@@ -903,6 +903,8 @@ fn write_options(build: &BuildRun<'_>, pending: PendingLayer) -> WriteOptions {
         },
         // Without root the folder holds host ids of the sandbox's user
         // namespace, and the layer records the container ids they stand for.
+        // NOTE: the writer reads the folder as the caller, outside that
+        // namespace, so a file only another container user may read fails.
         id_map: crate::sandbox::rootless_id_map(),
     }
 }
