@@ -815,3 +815,69 @@ fn run_upper_is_volatile_and_kept() {
     assert!(root.starts_with("overlay / overlay"), "{root}");
     assert_eq!(root.contains("volatile"), volatile, "{root}");
 }
+
+#[test]
+fn interrupted_layer_write_leaves_no_blob() {
+    let Some(workspace) = Workspace::new("interrupted_layer_write_leaves_no_blob") else {
+        return;
+    };
+    workspace.write(
+        "Dockerfile",
+        "FROM busybox\nRUN head -c 300000000 /dev/urandom > /big\n",
+    );
+    let mut child = workspace
+        .forge()
+        .args(["build", "--progress", "plain"])
+        .arg(workspace.context())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("forge build starts");
+
+    // SIGINT as soon as the layer blob is being written.
+    let tmp = workspace.root().join("forge/tmp");
+    let temporary_blobs = || -> Vec<PathBuf> {
+        fs::read_dir(&tmp)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path())
+                    .filter(|path| {
+                        path.file_name()
+                            .is_some_and(|name| name.to_string_lossy().starts_with("blob"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while temporary_blobs().is_empty() {
+        if Instant::now() > deadline || child.try_wait().expect("wait").is_some() {
+            let _ = child.kill();
+            panic!("the build wrote no layer blob to interrupt");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let output = child.wait_with_output().expect("forge build ends");
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("interrupted by signal 2"), "{stderr}");
+
+    let left: Vec<PathBuf> = fs::read_dir(&tmp)
+        .expect("forge/tmp")
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .collect();
+    assert!(left.is_empty(), "left in forge/tmp: {left:?}");
+    let check = workspace
+        .forge()
+        .args(["store", "check"])
+        .output()
+        .expect("forge store check runs");
+    assert!(check.status.success(), "{}", text(&check.stdout));
+}

@@ -864,10 +864,11 @@ fn snapshot(
         source_date_epoch: build.options.source_date_epoch,
     };
     let layer = if build.exported.contains(&stage) {
-        write_blob(build, instruction, dir, pending)?
+        write_blob(build, instruction, dir, pending).inspect_err(|_| remove_quietly(dir))?
     } else {
         let (diff_id, size) =
             layer_diff_id(dir, &write_options(build, pending)).map_err(|source| {
+                remove_quietly(dir);
                 BuildError::Layer {
                     instruction: instruction.original.clone(),
                     source,
@@ -921,12 +922,21 @@ fn write_blob(
     let mut writer = store
         .blob_writer_hashed_by_caller()
         .map_err(BuildError::store("start a layer blob"))?;
-    let written = write_layer_threaded(dir, &write_options(build, pending), &mut writer).map_err(
-        |source| BuildError::Layer {
-            instruction: instruction.original.clone(),
-            source,
-        },
-    )?;
+    // SIGINT and SIGTERM end the write with an error instead of the
+    // process, so the writer is dropped and removes its temporary file.
+    let watch = crate::sandbox::InterruptWatch::new().ok();
+    let mut sink = InterruptibleSink {
+        inner: &mut writer,
+        watch: watch.as_ref(),
+    };
+    let written =
+        write_layer_threaded(dir, &write_options(build, pending), &mut sink).map_err(|source| {
+            BuildError::Layer {
+                instruction: instruction.original.clone(),
+                source,
+            }
+        })?;
+    drop(watch);
     writer
         .commit(Some(&written.digest))
         .map_err(BuildError::store("store the layer blob"))?;
@@ -935,6 +945,28 @@ fn write_blob(
         Descriptor::new(written.media_type, written.size, written.digest),
         written.diff_id,
     ))
+}
+
+/// A layer blob sink whose writes fail once SIGINT or SIGTERM arrived.
+struct InterruptibleSink<'a> {
+    inner: &'a mut forge_cache::store::BlobWriter,
+    watch: Option<&'a crate::sandbox::InterruptWatch>,
+}
+
+impl std::io::Write for InterruptibleSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(signal) = self.watch.and_then(crate::sandbox::InterruptWatch::take) {
+            // Not ErrorKind::Interrupted, which write_all retries.
+            return Err(std::io::Error::other(format!(
+                "interrupted by signal {signal}; the partial blob was removed"
+            )));
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Writes the blob of `layer`, a layer kept only unpacked by the step
