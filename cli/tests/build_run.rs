@@ -95,6 +95,17 @@ impl Workspace {
             .expect("forge build runs")
     }
 
+    /// Starts `forge build` of the context with standard error piped.
+    fn spawn_build(&self) -> std::process::Child {
+        self.forge()
+            .args(["build", "--progress", "plain"])
+            .arg(self.context())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("forge build starts")
+    }
+
     /// Builds, saves the image `name` as an OCI layout and unpacks it with
     /// umoci; returns the root file system, or `None` without umoci.
     fn build_and_unpack(&self, name: &str) -> Option<PathBuf> {
@@ -121,6 +132,14 @@ impl Workspace {
         assert!(unpack.status.success(), "{}", text(&unpack.stderr));
         Some(bundle.join("rootfs"))
     }
+}
+
+fn send_sigint(child: &std::process::Child) {
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -598,14 +617,7 @@ fn interrupted_build_leaves_nothing() {
              RUN --mount=type=tmpfs,target=/scratch echo sandbox-started && sleep 30\n"
         ),
     );
-    let mut child = workspace
-        .forge()
-        .args(["build", "--progress", "plain"])
-        .arg(workspace.context())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("forge build starts");
+    let mut child = workspace.spawn_build();
     let started = Instant::now();
     let stderr = child.stderr.take().expect("stderr");
     let (lines_tx, lines_rx) = std::sync::mpsc::channel();
@@ -633,11 +645,7 @@ fn interrupted_build_leaves_nothing() {
         !running.is_empty(),
         "the running step was not found in /proc"
     );
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(kill.success());
+    send_sigint(&child);
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
@@ -825,14 +833,7 @@ fn interrupted_layer_write_leaves_no_blob() {
         "Dockerfile",
         "FROM busybox\nRUN head -c 300000000 /dev/urandom > /big\n",
     );
-    let mut child = workspace
-        .forge()
-        .args(["build", "--progress", "plain"])
-        .arg(workspace.context())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("forge build starts");
+    let mut child = workspace.spawn_build();
 
     // SIGINT as soon as the layer blob is being written.
     let tmp = workspace.root().join("forge/tmp");
@@ -858,11 +859,7 @@ fn interrupted_layer_write_leaves_no_blob() {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(kill.success());
+    send_sigint(&child);
     let output = child.wait_with_output().expect("forge build ends");
     let stderr = text(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
