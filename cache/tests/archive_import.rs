@@ -490,8 +490,9 @@ fn child_process_entry() {
     let store = Store::open(&root).unwrap();
     match mode.as_str() {
         "large" => {
-            // 4 files of 50 MiB: 200 MiB of tar.
-            let tar = GeneratedTar::new(4, 50 * 1024 * 1024);
+            // 16 files of 64 MiB: 1 GiB of tar, which takes several
+            // seconds, so that every kill of the test lands mid-import.
+            let tar = GeneratedTar::new(16, 64 * 1024 * 1024);
             import_rootfs(&store, tar, &named("large:v1")).unwrap();
         }
         name => {
