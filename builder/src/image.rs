@@ -1,7 +1,7 @@
 //! Images in the store: loading a base image, and writing the built image
 //! (config with history and diff IDs, OCI manifest, names).
 
-use forge_cache::store::{PendingLayer, Store, StoreError};
+use forge_cache::store::{PendingLayer, StepEntry, Store, StoreError};
 use forge_registry::Reference;
 use oci_spec::image::{Descriptor, Digest, MediaType};
 use serde_json::{Map, Value, json};
@@ -30,11 +30,33 @@ pub enum LayerBlob {
 }
 
 impl LayerRef {
-    /// A layer whose blob is in the store.
+    /// Creates a layer whose blob is in the store.
     pub fn stored(descriptor: Descriptor, diff_id: Digest) -> Self {
         Self {
             blob: LayerBlob::Stored(Box::new(descriptor)),
             diff_id,
+        }
+    }
+
+    /// Returns the layer that a step cache entry records, or `None` for a
+    /// step without a layer.
+    pub fn from_step(entry: &StepEntry) -> Option<Self> {
+        let diff_id = entry.diff_id.clone()?;
+        match (&entry.layer, entry.pending) {
+            (Some(descriptor), _) => Some(Self::stored(descriptor.clone(), diff_id)),
+            (None, Some(pending)) => Some(Self {
+                blob: LayerBlob::Pending(pending),
+                diff_id,
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// Returns how to write the blob of a layer that exists only unpacked.
+    pub fn pending(&self) -> Option<PendingLayer> {
+        match &self.blob {
+            LayerBlob::Pending(pending) => Some(*pending),
+            LayerBlob::Stored(_) => None,
         }
     }
 

@@ -116,8 +116,8 @@ fn step_damaged_file_is_an_error() {
     assert!(store.steps().unwrap().is_empty());
 }
 
-/// A pending entry over a real unpacked folder: the folder a layer of
-/// `files` gives, adopted under its diff id.
+/// Creates a pending entry over a real unpacked folder: a folder with
+/// `files`, adopted under its diff id.
 fn pending_entry(store: &Store, files: &[(&str, &str)]) -> StepEntry {
     let dir = store.create_work_dir().unwrap();
     for (name, content) in files {

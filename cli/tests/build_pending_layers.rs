@@ -87,6 +87,13 @@ fn blobs(store: &Path) -> Vec<String> {
     names
 }
 
+/// Checks that `forge store check` passes and finds no problem.
+fn assert_store_clean(fixture: &Fixture) {
+    let (clean, checked) = check_store(fixture);
+    assert!(clean, "{checked}");
+    assert!(checked.contains(": 0 problems"), "{checked}");
+}
+
 /// Runs `forge store check`; returns whether it passed, and its output.
 fn check_store(fixture: &Fixture) -> (bool, String) {
     let output = fixture.forge("store", &["store", "check"]);
@@ -119,8 +126,7 @@ fn output_stage_writes_pending_blobs() {
     // The final image has one layer, its config and its manifest.
     let new_blobs = blobs(&store).len() - blobs_before.len();
     assert_eq!(new_blobs, 3, "only the final stage's layer gets a blob");
-    let (clean, checked) = check_store(&fixture);
-    assert!(clean && checked.contains(": 0 problems"), "{checked}");
+    assert_store_clean(&fixture);
 
     // Outputting the builder stage reuses every step and writes the two
     // pending blobs, so the random bytes are the ones the final image got.
@@ -146,8 +152,7 @@ fn output_stage_writes_pending_blobs() {
         pending_entries(&store).is_empty(),
         "the entries now name their blobs"
     );
-    let (clean, checked) = check_store(&fixture);
-    assert!(clean && checked.contains(": 0 problems"), "{checked}");
+    assert_store_clean(&fixture);
 
     // The blobs are real layers: the image of the stage saves and loads
     // into a fresh store, whose unpacked layers come from those blobs.
@@ -220,7 +225,8 @@ fn lost_unpacked_layer_reruns_step() {
         fs::remove_dir_all(store.join("forge/unpacked").join(hex)).expect("remove unpacked");
     }
     let (clean, checked) = check_store(&fixture);
-    assert!(!clean && checked.contains("is missing"), "{checked}");
+    assert!(!clean, "{checked}");
+    assert!(checked.contains("is missing"), "{checked}");
 
     let second = fixture.path("second");
     let log = build(&fixture, &["-t", "app"], &second);
@@ -231,8 +237,7 @@ fn lost_unpacked_layer_reruns_step() {
     let first_random = fs::read(first.join("random")).expect("first /random");
     let second_random = fs::read(second.join("random")).expect("second /random");
     assert_ne!(first_random, second_random, "the RUN ran again");
-    let (clean, checked) = check_store(&fixture);
-    assert!(clean && checked.contains(": 0 problems"), "{checked}");
+    assert_store_clean(&fixture);
 
     // `store check --repair` and `prune` drop an entry whose folder is
     // gone, and keep the others.
@@ -247,8 +252,7 @@ fn lost_unpacked_layer_reruns_step() {
         "prune removed the entry that lost its layer"
     );
     assert_eq!(pending_entries(&store).len(), 1);
-    let (clean, checked) = check_store(&fixture);
-    assert!(clean && checked.contains(": 0 problems"), "{checked}");
+    assert_store_clean(&fixture);
 }
 
 #[test]
@@ -298,6 +302,5 @@ fn damaged_pending_folder_is_replaced() {
             ],
         ),
     );
-    let (clean, checked) = check_store(&fixture);
-    assert!(clean && checked.contains(": 0 problems"), "{checked}");
+    assert_store_clean(&fixture);
 }

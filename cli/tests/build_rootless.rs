@@ -173,7 +173,7 @@ impl UserWorkspace {
             return None;
         }
 
-        // Everything the user touches lives in one folder of its home; the
+        // Everything the user touches lives in one folder of its home. The
         // binary is copied there because the build folder may not be
         // readable by other users.
         let nanos = SystemTime::now()
@@ -513,7 +513,7 @@ fn rootless_import_keeps_owners() {
         );
     }
 
-    // RUN sees those owners in the imported layer's unpacked folder.
+    // A RUN step finds those owners in the imported layer's unpacked folder.
     let build = as_user(
         &[
             &forge,

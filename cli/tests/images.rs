@@ -1221,7 +1221,7 @@ fn images_reuses_recorded_size() {
     let first = fixture.forge(&["images"]);
     assert_eq!(table(&first)[1][4], "3.01MB");
 
-    // The recorded size answers, so the layer blob is not read again.
+    // The size comes from its record, so the layer blob is not read again.
     std::fs::remove_file(fixture.blob_path(&layer)).expect("layer removed");
     let second = fixture.forge(&["images"]);
     assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));

@@ -1185,12 +1185,12 @@ fn piped_input_with_tty_is_rejected() {
     };
     // Standard input is /dev/null, not a terminal: -i -t stops before a
     // container exists, while -t alone and -i alone still run.
-    let refused = workspace.forge(&["run", "--rm", "-i", "-t", "busybox", "cat"]);
-    assert!(!refused.status.success());
+    let rejected = workspace.forge(&["run", "--rm", "-i", "-t", "busybox", "cat"]);
+    assert!(!rejected.status.success());
     assert!(
-        text(&refused.stderr).contains("the input device is not a terminal"),
+        text(&rejected.stderr).contains("the input device is not a terminal"),
         "{}",
-        text(&refused.stderr)
+        text(&rejected.stderr)
     );
     let left: Vec<_> = fs::read_dir(workspace.containers_dir())
         .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())

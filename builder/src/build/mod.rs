@@ -41,7 +41,7 @@ use crate::config::{ConfigState, Expander, Scope, StageView, expand_config};
 use crate::context::{Context, HashCache};
 use crate::error::{BuildError, Result};
 use crate::executor::StepExecutor;
-use crate::image::{self, ImageState, LayerBlob, LayerRef, WrittenImage};
+use crate::image::{self, ImageState, LayerRef, WrittenImage};
 use crate::plan::{self, Base, PROXY_ARGS, Plan};
 use crate::progress::{Progress, ProgressEvent, StepId};
 
@@ -604,18 +604,11 @@ impl BuildRun<'_> {
                 history["created"] = json!(self.created);
             }
             run.state.history.push(history);
-            let layer = match (entry.layer, entry.diff_id, entry.pending) {
-                (Some(descriptor), Some(diff_id), _) => {
-                    cached_compression::warn_on_mismatch(self, &id, descriptor.media_type());
-                    Some(LayerRef::stored(descriptor, diff_id))
-                }
-                (None, Some(diff_id), Some(pending)) => Some(LayerRef {
-                    blob: LayerBlob::Pending(pending),
-                    diff_id,
-                }),
-                _ => None,
-            };
+            let layer = LayerRef::from_step(&entry);
             if let Some(layer) = &layer {
+                if let Some(descriptor) = layer.descriptor() {
+                    cached_compression::warn_on_mismatch(self, &id, descriptor.media_type());
+                }
                 run.state.layers.push(layer.clone());
             }
             layer
@@ -661,10 +654,7 @@ impl BuildRun<'_> {
                 layer: layer.as_ref().and_then(|layer| layer.descriptor().cloned()),
                 diff_id: layer.as_ref().map(|layer| layer.diff_id.clone()),
                 config: serde_json::to_value(&recorded).unwrap_or(Value::Null),
-                pending: layer.as_ref().and_then(|layer| match &layer.blob {
-                    LayerBlob::Pending(pending) => Some(*pending),
-                    LayerBlob::Stored(_) => None,
-                }),
+                pending: layer.as_ref().and_then(LayerRef::pending),
             };
             store
                 .put_step(&key, &entry)
@@ -693,14 +683,10 @@ impl BuildRun<'_> {
         key: &str,
         entry: StepEntry,
     ) -> Result<StepEntry> {
-        let (Some(diff_id), Some(pending)) = (entry.diff_id.clone(), entry.pending) else {
+        let Some(layer) = LayerRef::from_step(&entry) else {
             return Ok(entry);
         };
-        let pending = LayerRef {
-            blob: LayerBlob::Pending(pending),
-            diff_id,
-        };
-        let stored = steps::write_pending_blob(self, instruction, &pending)?;
+        let stored = steps::write_pending_blob(self, instruction, &layer)?;
         let entry = StepEntry {
             layer: stored.descriptor().cloned(),
             diff_id: Some(stored.diff_id),

@@ -640,8 +640,8 @@ pub(super) fn execute(
     }
 }
 
-/// Syncs the file system of a RUN step's upper folder. The overlay was
-/// mounted `volatile`, so the command's writes reach the disk here, once,
+/// Syncs the file system of a RUN step's upper folder. Where the overlay
+/// was mounted `volatile`, the command's writes reach the disk here, once,
 /// before the step is recorded.
 fn sync_upper(upper: &Path) -> Result<()> {
     let synced = fs::File::open(upper)

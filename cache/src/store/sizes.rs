@@ -178,7 +178,7 @@ mod tests {
         let record = dir.path().join("forge/layer-sizes").join(diff_id.digest());
         assert_eq!(fs::read_to_string(&record).unwrap(), "200000\n");
 
-        // The record answers without the blob.
+        // The size comes from the record, so the blob is not needed.
         fs::remove_file(store.blob_path(layer.digest()).unwrap()).unwrap();
         assert_eq!(store.layer_size(&layer, &diff_id).unwrap(), 200_000);
     }
